@@ -1,0 +1,257 @@
+// Package client is a small Go client for raftkv's HTTP API, used by the
+// raftkv CLI and the server's join loop. It imports only httpapi/wire.
+// (Any Consul KV client works against raftkv too; this one adds raftkv's
+// own status and membership endpoints and reports outcomes.)
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftkv/raftkv/httpapi/wire"
+)
+
+// Error is a non-2xx answer from a node.
+type Error struct {
+	Status  int
+	Message string
+	Outcome string // wire.OutcomeFailed or wire.OutcomeUnknown
+}
+
+func (e *Error) Error() string {
+	if e.Outcome == wire.OutcomeUnknown {
+		return fmt.Sprintf("%s (HTTP %d, outcome unknown)", e.Message, e.Status)
+	}
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
+}
+
+// ErrNotFound is returned by Get for a missing key.
+var ErrNotFound = errors.New("key not found")
+
+// Client talks to one node.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a client for the node at addr ("host:port" or a URL).
+func New(addr string, timeout time.Duration) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{base: strings.TrimRight(addr, "/"), http: &http.Client{Timeout: timeout}}
+}
+
+// Addr is the base URL.
+func (c *Client) Addr() string { return c.base }
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte, out any) (http.Header, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return resp.Header, fmt.Errorf("read answer of %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode == http.StatusNotFound && method == http.MethodGet && strings.HasPrefix(path, "/v1/kv/") {
+		return resp.Header, ErrNotFound
+	}
+	if resp.StatusCode/100 != 2 {
+		var e wire.Error
+		if json.Unmarshal(data, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(data))
+			if e.Error == "" {
+				e.Error = http.StatusText(resp.StatusCode)
+			}
+		}
+		if e.Outcome == "" {
+			e.Outcome = resp.Header.Get(wire.HeaderOutcome)
+		}
+		return resp.Header, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+	}
+	if out != nil {
+		if raw, ok := out.(*[]byte); ok {
+			*raw = data
+			return resp.Header, nil
+		}
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.Header, fmt.Errorf("decode answer of %s %s: %w", method, path, err)
+		}
+	}
+	return resp.Header, nil
+}
+
+func kvPath(key string) string {
+	parts := strings.Split(key, "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return "/v1/kv/" + strings.Join(parts, "/")
+}
+
+// PutOptions are the optional parts of a put.
+type PutOptions struct {
+	CAS   *uint64
+	Flags uint64
+}
+
+// Put writes key=value; ok is false when a CAS did not match. index is the
+// Raft index of the write.
+func (c *Client) Put(ctx context.Context, key string, value []byte, o PutOptions) (ok bool, index uint64, err error) {
+	q := url.Values{}
+	if o.CAS != nil {
+		q.Set("cas", strconv.FormatUint(*o.CAS, 10))
+	}
+	if o.Flags != 0 {
+		q.Set("flags", strconv.FormatUint(o.Flags, 10))
+	}
+	h, err := c.do(ctx, http.MethodPut, kvPath(key), q, value, &ok)
+	return ok, headerIndex(h), err
+}
+
+// Consistency selects a read mode.
+type Consistency string
+
+// Read modes; see docs/api.md.
+const (
+	Default    Consistency = ""
+	Consistent Consistency = "consistent"
+	Stale      Consistency = "stale"
+)
+
+func readQuery(mode Consistency) url.Values {
+	q := url.Values{}
+	if mode != Default {
+		q.Set(string(mode), "")
+	}
+	return q
+}
+
+// Get reads one key; ErrNotFound when absent.
+func (c *Client) Get(ctx context.Context, key string, mode Consistency) (wire.KVPair, error) {
+	var out []wire.KVPair
+	if _, err := c.do(ctx, http.MethodGet, kvPath(key), readQuery(mode), nil, &out); err != nil {
+		return wire.KVPair{}, err
+	}
+	if len(out) == 0 {
+		return wire.KVPair{}, ErrNotFound
+	}
+	return out[0], nil
+}
+
+// List reads every entry under prefix (empty list when none).
+func (c *Client) List(ctx context.Context, prefix string, mode Consistency) ([]wire.KVPair, error) {
+	q := readQuery(mode)
+	q.Set("recurse", "")
+	var out []wire.KVPair
+	_, err := c.do(ctx, http.MethodGet, kvPath(prefix), q, nil, &out)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return out, err
+}
+
+// Keys lists key names under prefix, folded at separator when given.
+func (c *Client) Keys(ctx context.Context, prefix, separator string, mode Consistency) ([]string, error) {
+	q := readQuery(mode)
+	q.Set("keys", "")
+	if separator != "" {
+		q.Set("separator", separator)
+	}
+	var out []string
+	_, err := c.do(ctx, http.MethodGet, kvPath(prefix), q, nil, &out)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return out, err
+}
+
+// Delete removes key (or every key under it with recurse); ok is false when
+// a CAS did not match.
+func (c *Client) Delete(ctx context.Context, key string, recurse bool, cas *uint64) (bool, error) {
+	q := url.Values{}
+	if recurse {
+		q.Set("recurse", "")
+	}
+	if cas != nil {
+		q.Set("cas", strconv.FormatUint(*cas, 10))
+	}
+	var ok bool
+	_, err := c.do(ctx, http.MethodDelete, kvPath(key), q, nil, &ok)
+	return ok, err
+}
+
+// Status reads the node's own status.
+func (c *Client) Status(ctx context.Context) (wire.NodeStatus, error) {
+	var s wire.NodeStatus
+	_, err := c.do(ctx, http.MethodGet, "/v1/status/node", nil, nil, &s)
+	return s, err
+}
+
+// Configuration reads the Raft configuration.
+func (c *Client) Configuration(ctx context.Context) (wire.RaftConfiguration, error) {
+	var rc wire.RaftConfiguration
+	_, err := c.do(ctx, http.MethodGet, "/v1/operator/raft/configuration", nil, nil, &rc)
+	return rc, err
+}
+
+// Digest reads the state machine digest.
+func (c *Client) Digest(ctx context.Context) (wire.Digest, error) {
+	var d wire.Digest
+	_, err := c.do(ctx, http.MethodGet, "/v1/status/digest", nil, nil, &d)
+	return d, err
+}
+
+// Join asks the cluster (through this node) to add a server.
+func (c *Client) Join(ctx context.Context, req wire.JoinRequest) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("encode join request: %w", err)
+	}
+	_, err = c.do(ctx, http.MethodPost, "/v1/cluster/join", nil, body, nil)
+	return err
+}
+
+// Leave asks the cluster to remove server id gracefully; empty id = the node
+// this client talks to.
+func (c *Client) Leave(ctx context.Context, id string) error {
+	body, err := json.Marshal(wire.LeaveRequest{ID: id})
+	if err != nil {
+		return fmt.Errorf("encode leave request: %w", err)
+	}
+	_, err = c.do(ctx, http.MethodPost, "/v1/cluster/leave", nil, body, nil)
+	return err
+}
+
+// Remove removes server id from the configuration (Consul's operator API).
+func (c *Client) Remove(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/operator/raft/peer", url.Values{"id": {id}}, nil, nil)
+	return err
+}
+
+func headerIndex(h http.Header) uint64 {
+	if h == nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(h.Get(wire.HeaderIndex), 10, 64)
+	return v
+}

@@ -1,0 +1,79 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
+)
+
+// Apply proposes cmd on this node, which must be the leader, and waits until
+// it is committed and applied. The error tells the caller what happened:
+//
+//   - nil: committed and applied; the Result says whether a CAS took effect.
+//   - ErrBadRequest, ErrNotLeader (*NotLeaderError), ErrNoLeader,
+//     ErrShuttingDown: not proposed, certainly did not happen.
+//   - ErrOutcomeUnknown: proposed, but leadership was lost or the commit did
+//     not arrive within ApplyTimeout (or ctx ended); it may or may not commit.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
+	if err := cmd.Validate(); err != nil {
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if n.closed.Load() {
+		return fsm.Result{}, ErrShuttingDown
+	}
+	if n.raft.State() != raft.Leader {
+		return fsm.Result{}, n.notLeader()
+	}
+	f := n.raft.Apply(cmd.Encode(), n.cfg.ApplyTimeout)
+
+	// The future resolves on commit, on loss of leadership and on shutdown,
+	// so this goroutine always ends; Close waits for it.
+	done := make(chan error, 1)
+	n.wg.Go(func() { done <- f.Error() })
+	timer := time.NewTimer(n.cfg.ApplyTimeout)
+	defer timer.Stop()
+
+	var err error
+	select {
+	case err = <-done:
+	case <-timer.C:
+		return fsm.Result{}, fmt.Errorf("%w: no commit within %s", ErrOutcomeUnknown, n.cfg.ApplyTimeout)
+	case <-ctx.Done():
+		return fsm.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+	if err != nil {
+		return fsm.Result{}, n.classifyApplyError(err)
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return fsm.Result{}, fmt.Errorf("%w: unexpected apply response %T", ErrOutcomeUnknown, f.Response())
+	}
+	if res.Err != nil {
+		// Committed, but the state machine rejected it without a change.
+		return res, fmt.Errorf("%w: %w", ErrBadRequest, res.Err)
+	}
+	return res, nil
+}
+
+// classifyApplyError maps raft's errors to this package's outcome errors.
+func (n *Node) classifyApplyError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		return n.notLeader()
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: leadership transfer in progress", ErrNoLeader)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: raft apply queue full: %w", ErrNoLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("%w: leadership lost after proposing", ErrOutcomeUnknown)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: node shut down after proposing", ErrOutcomeUnknown)
+	default:
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+	}
+}

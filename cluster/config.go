@@ -1,0 +1,146 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Config configures a Node. Build one with DefaultConfig and override fields;
+// Open calls Validate.
+type Config struct {
+	// ID is this server's Raft ID, unique in the cluster. Required.
+	ID string
+	// DataDir holds the Raft log, snapshots and the state machine. Required.
+	DataDir string
+	// RaftAddr is the TCP address the Raft transport binds. Required.
+	RaftAddr string
+	// RaftAdvertise is the address peers dial; empty = RaftAddr (which must
+	// then not be an unspecified address such as 0.0.0.0).
+	RaftAdvertise string
+	// HTTPAddr is this node's client API address, registered in the
+	// replicated node metadata so followers can forward to the leader.
+	HTTPAddr string
+	// Bootstrap forms a new single-server cluster, only when DataDir holds no
+	// Raft state. Ignored (with a log line) on a node that has state.
+	Bootstrap bool
+
+	// HeartbeatTimeout: a follower with no contact from the leader for this
+	// long starts a (pre-)election. Default 200ms.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout: a candidate with no result for this long retries.
+	// Default 200ms.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout: a leader that cannot reach a quorum for this long
+	// steps down. Default 100ms; must not exceed HeartbeatTimeout.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout: the longest the leader waits before sending an
+	// AppendEntries with no new entries. Default 50ms.
+	CommitTimeout time.Duration
+	// ApplyTimeout bounds how long a write waits for its commit before the
+	// outcome is reported unknown. Default 5s.
+	ApplyTimeout time.Duration
+	// SnapshotThreshold: take a snapshot after this many new log entries.
+	// Default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval: how often to check SnapshotThreshold. Default 30s.
+	SnapshotInterval time.Duration
+	// TrailingLogs: log entries kept after a snapshot, so a briefly absent
+	// follower catches up from the log, not a snapshot. Default 10240.
+	TrailingLogs uint64
+	// MaxAppendEntries: entries per AppendEntries RPC and per group commit.
+	// Default 512.
+	MaxAppendEntries int
+	// SnapshotRetain: snapshots kept on disk. Default 2.
+	SnapshotRetain int
+	// ServerStabilizationTime: a joining server stays a non-voter until it has
+	// been healthy this long. Default 10s.
+	ServerStabilizationTime time.Duration
+	// DeadNodeTimeout: a voter unhealthy for longer is removed; 0 = off
+	// (default).
+	DeadNodeTimeout time.Duration
+
+	// Logger receives structured logs, including hashicorp/raft's own;
+	// nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with every tunable at its default; the
+// identity fields (ID, DataDir, RaftAddr, HTTPAddr) are left empty.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:        200 * time.Millisecond,
+		ElectionTimeout:         200 * time.Millisecond,
+		LeaderLeaseTimeout:      100 * time.Millisecond,
+		CommitTimeout:           50 * time.Millisecond,
+		ApplyTimeout:            5 * time.Second,
+		SnapshotThreshold:       8192,
+		SnapshotInterval:        30 * time.Second,
+		TrailingLogs:            10240,
+		MaxAppendEntries:        512,
+		SnapshotRetain:          2,
+		ServerStabilizationTime: 10 * time.Second,
+	}
+}
+
+// Validate reports the first problem with c, or nil.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ID == "" {
+		errs = append(errs, errors.New("id is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	if c.RaftAddr == "" {
+		errs = append(errs, errors.New("raft address is required"))
+	} else if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		errs = append(errs, fmt.Errorf("raft address %q: %w", c.RaftAddr, err))
+	}
+	adv := c.advertise()
+	if host, _, err := net.SplitHostPort(adv); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			errs = append(errs, fmt.Errorf("raft advertise address %q is unspecified: set it to an address peers can dial", adv))
+		}
+	}
+	if c.HeartbeatTimeout < 5*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat timeout %s is below 5ms", c.HeartbeatTimeout))
+	}
+	if c.ElectionTimeout < 5*time.Millisecond {
+		errs = append(errs, fmt.Errorf("election timeout %s is below 5ms", c.ElectionTimeout))
+	}
+	if c.LeaderLeaseTimeout < 5*time.Millisecond || c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		errs = append(errs, fmt.Errorf("leader lease timeout %s must be between 5ms and the heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
+	}
+	if c.CommitTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("commit timeout %s must be positive", c.CommitTimeout))
+	}
+	if c.ApplyTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("apply timeout %s must be positive", c.ApplyTimeout))
+	}
+	if c.SnapshotThreshold == 0 {
+		errs = append(errs, errors.New("snapshot threshold must be positive"))
+	}
+	if c.SnapshotInterval <= 0 {
+		errs = append(errs, fmt.Errorf("snapshot interval %s must be positive", c.SnapshotInterval))
+	}
+	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
+		errs = append(errs, fmt.Errorf("max append entries %d must be in 1..1024", c.MaxAppendEntries))
+	}
+	if c.SnapshotRetain < 1 {
+		errs = append(errs, fmt.Errorf("snapshot retain %d must be at least 1", c.SnapshotRetain))
+	}
+	if c.ServerStabilizationTime < 0 || c.DeadNodeTimeout < 0 {
+		errs = append(errs, errors.New("stabilization time and dead node timeout must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) advertise() string {
+	if c.RaftAdvertise != "" {
+		return c.RaftAdvertise
+	}
+	return c.RaftAddr
+}

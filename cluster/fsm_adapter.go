@@ -1,0 +1,142 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftkv/raftkv/fsm"
+)
+
+// stateMachine adapts *fsm.Store to raft.BatchingFSM and tracks the applied
+// index for readers that must wait for it.
+//
+// raft calls ApplyBatch, Snapshot and Restore from its single FSM goroutine;
+// readers call appliedIndex and waitApplied from any goroutine.
+//
+// The applied index counts every entry raft hands to ApplyBatch (commands and
+// configuration changes). raft does not hand over its own no-op and barrier
+// entries, which is why the leader's read barrier is an fsm.OpNoop command
+// rather than raft.Barrier: its index is one this tracker will see.
+type stateMachine struct {
+	store *fsm.Store
+
+	applied atomic.Uint64
+	mu      sync.Mutex
+	advance chan struct{} // closed and replaced whenever applied grows
+
+	restores  atomic.Uint64 // snapshots restored into the store (install or start)
+	snapshots atomic.Uint64 // snapshots taken
+}
+
+var _ raft.BatchingFSM = (*stateMachine)(nil)
+
+func newStateMachine(store *fsm.Store) *stateMachine {
+	sm := &stateMachine{store: store, advance: make(chan struct{})}
+	sm.applied.Store(store.AppliedIndex())
+	return sm
+}
+
+// ApplyBatch applies a batch of committed entries in one bbolt transaction.
+// A failed transaction means the state machine can no longer follow the log
+// (disk full, I/O error); continuing would let replicas diverge, so it
+// panics and the process restarts from the last durable applied index.
+func (sm *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
+	batch := make([]fsm.Log, len(logs))
+	for i, l := range logs {
+		batch[i] = fsm.Log{Index: l.Index, Data: l.Data, NoOp: l.Type != raft.LogCommand}
+	}
+	results, err := sm.store.ApplyBatch(batch)
+	if err != nil {
+		panic(fmt.Errorf("apply batch ending at index %d: %w", logs[len(logs)-1].Index, err))
+	}
+	out := make([]interface{}, len(results))
+	for i := range results {
+		out[i] = results[i]
+	}
+	sm.setApplied(logs[len(logs)-1].Index)
+	return out
+}
+
+// Apply is the single-entry form; raft uses ApplyBatch, Apply is kept for
+// the raft.FSM interface.
+func (sm *stateMachine) Apply(l *raft.Log) interface{} {
+	return sm.ApplyBatch([]*raft.Log{l})[0]
+}
+
+func (sm *stateMachine) setApplied(idx uint64) {
+	sm.mu.Lock()
+	if idx > sm.applied.Load() {
+		sm.applied.Store(idx)
+		close(sm.advance)
+		sm.advance = make(chan struct{})
+	}
+	sm.mu.Unlock()
+}
+
+func (sm *stateMachine) appliedIndex() uint64 { return sm.applied.Load() }
+
+// waitApplied blocks until the applied index reaches idx or ctx ends.
+func (sm *stateMachine) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		sm.mu.Lock()
+		cur, ch := sm.applied.Load(), sm.advance
+		sm.mu.Unlock()
+		if cur >= idx {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for applied index %d (at %d): %w", idx, cur, ctx.Err())
+		}
+	}
+}
+
+// Snapshot opens a read transaction; Persist streams it while writes go on.
+func (sm *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
+	sn, err := sm.store.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
+	sm.snapshots.Add(1)
+	return &fsmSnapshot{sn: sn}, nil
+}
+
+// Restore replaces the state with a snapshot sent by the leader (or found at
+// start). fsm.Store.Restore is atomic: a crash leaves the old or new state.
+func (sm *stateMachine) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := sm.store.Restore(rc); err != nil {
+		return fmt.Errorf("fsm restore: %w", err)
+	}
+	sm.restores.Add(1)
+	// A restore may move the applied index either way; readers only ever wait
+	// for indexes at or below the leader's commit index, which the restored
+	// state covers.
+	sm.mu.Lock()
+	sm.applied.Store(sm.store.AppliedIndex())
+	close(sm.advance)
+	sm.advance = make(chan struct{})
+	sm.mu.Unlock()
+	return nil
+}
+
+type fsmSnapshot struct{ sn *fsm.Snapshot }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.sn.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot at index %d: %w", s.sn.Index(), err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("close snapshot sink: %w", err)
+	}
+	return nil
+}
+
+func (s *fsmSnapshot) Release() { s.sn.Release() }

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+type localClusterFlags struct {
+	nodes     int
+	httpBase  int
+	raftBase  int
+	dataDir   string
+	fresh     bool
+	extraArgs []string
+}
+
+// newLocalClusterCmd is what `make run` runs: N server processes on
+// loopback, stopped together on Ctrl-C.
+func newLocalClusterCmd() *cobra.Command {
+	lf := &localClusterFlags{}
+	cmd := &cobra.Command{
+		Use:   "local-cluster",
+		Short: "Run a local N-node cluster on loopback (what `make run` starts); Ctrl-C stops it",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLocalCluster(cmd.Context(), lf, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&lf.nodes, "nodes", 3, "number of nodes")
+	f.IntVar(&lf.httpBase, "http-port", 8501, "HTTP port of the first node; the others follow")
+	f.IntVar(&lf.raftBase, "raft-port", 8301, "Raft port of the first node; the others follow")
+	f.StringVar(&lf.dataDir, "data-dir", "data", "parent directory of the nodes' data dirs (kept between runs)")
+	f.BoolVar(&lf.fresh, "fresh", false, "wipe the data dirs first")
+	f.StringSliceVar(&lf.extraArgs, "server-arg", nil, "extra flag passed to every server, e.g. --server-arg=--log-level=debug")
+	return cmd
+}
+
+func runLocalCluster(ctx context.Context, lf *localClusterFlags, out io.Writer) error {
+	if lf.nodes < 1 || lf.nodes > 9 {
+		return usageError{fmt.Errorf("--nodes %d: want 1..9", lf.nodes)}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	if lf.fresh {
+		if err := os.RemoveAll(lf.dataDir); err != nil {
+			return fmt.Errorf("wipe %s: %w", lf.dataDir, err)
+		}
+	}
+	firstHTTP := "127.0.0.1:" + strconv.Itoa(lf.httpBase)
+	var procs []*exec.Cmd
+	stopAll := func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+		for _, p := range procs {
+			_ = p.Wait()
+		}
+	}
+	for i := 1; i <= lf.nodes; i++ {
+		id := "n" + strconv.Itoa(i)
+		dir := filepath.Join(lf.dataDir, id)
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			stopAll()
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		httpAddr := "127.0.0.1:" + strconv.Itoa(lf.httpBase+i-1)
+		args := []string{"server", "--id", id, "--data-dir", filepath.Join(dir, "data"),
+			"--http-addr", httpAddr, "--raft-addr", "127.0.0.1:" + strconv.Itoa(lf.raftBase+i-1)}
+		if i == 1 {
+			args = append(args, "--bootstrap")
+		} else {
+			args = append(args, "--join", firstHTTP)
+		}
+		args = append(args, lf.extraArgs...)
+		logf, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			stopAll()
+			return fmt.Errorf("open log: %w", err)
+		}
+		p := exec.Command(exe, args...)
+		p.Stdout, p.Stderr = logf, logf
+		// Own process group: Ctrl-C reaches us, and we stop the nodes in order.
+		p.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := p.Start(); err != nil {
+			logf.Close()
+			stopAll()
+			return fmt.Errorf("start %s: %w", id, err)
+		}
+		logf.Close()
+		procs = append(procs, p)
+		fmt.Fprintf(out, "started %s (pid %d): http %s, logs %s\n", id, p.Process.Pid, httpAddr, filepath.Join(dir, "server.log"))
+	}
+	defer stopAll()
+
+	if err := waitClusterReady(ctx, firstHTTP, lf.nodes, 30*time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `
+raftkv: %d-node cluster ready. Try:
+  curl -X PUT -d hello http://%s/v1/kv/greeting
+  curl http://127.0.0.1:%d/v1/kv/greeting?raw
+  curl http://%s/v1/operator/raft/configuration
+  bin/raftkv cluster members
+Ctrl-C stops every node.
+`, lf.nodes, firstHTTP, lf.httpBase+lf.nodes-1, firstHTTP)
+	<-ctx.Done()
+	fmt.Fprintln(out, "stopping...")
+	return nil
+}
+
+// waitClusterReady polls until the node at addr sees n voters and a leader.
+func waitClusterReady(ctx context.Context, addr string, n int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := client.New(addr, 2*time.Second)
+	for {
+		rc, err := c.Configuration(ctx)
+		if err == nil {
+			voters, leader := 0, false
+			for _, s := range rc.Servers {
+				if s.Voter {
+					voters++
+				}
+				leader = leader || s.Leader
+			}
+			if voters >= n && leader {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready after %s: %w", timeout, errors.Join(ctx.Err(), err))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// globals are the flags every client command shares.
+type globals struct {
+	httpAddr string
+	output   string
+	timeout  time.Duration
+}
+
+func (g *globals) client() *client.Client { return client.New(g.httpAddr, g.timeout) }
+
+func (g *globals) validate() error {
+	switch g.output {
+	case "table", "json":
+		return nil
+	default:
+		return usageError{fmt.Errorf("invalid -o %q: want table or json", g.output)}
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "raftkv",
+		Short:         "raftkv: a fault-tolerant key-value store replicated with Raft",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return g.validate()
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.httpAddr, "http-addr", "127.0.0.1:8501", "HTTP address of the node to talk to (env RAFTKV_HTTP_ADDR)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env RAFTKV_OUTPUT)")
+	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "request timeout for client commands (env RAFTKV_TIMEOUT)")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd())
+	return root
+}
+
+// applyEnv fills every flag the user did not set from RAFTKV_<FLAG_NAME>,
+// so flags always win over the environment.
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := "RAFTKV_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = usageError{fmt.Errorf("environment %s=%q: %w", name, v, serr)}
+			}
+		}
+	})
+	return err
+}
+
+// exactArgs is cobra.ExactArgs returning a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(lo, hi)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

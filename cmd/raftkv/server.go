@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/httpapi"
+	"github.com/raftkv/raftkv/httpapi/wire"
+)
+
+type serverFlags struct {
+	cluster       cluster.Config
+	httpAddr      string
+	httpAdvertise string
+	join          []string
+	logLevel      string
+	logFormat     string
+}
+
+func newServerCmd() *cobra.Command {
+	sf := &serverFlags{cluster: cluster.DefaultConfig()}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a raftkv node",
+		Long: `Run a raftkv node. Every flag can also be set as RAFTKV_<FLAG> in the environment
+(for example RAFTKV_DATA_DIR); a flag on the command line wins.
+
+Start the first node of a new cluster with --bootstrap on an empty data dir, and the
+others with --join pointing at any running node. A restarted node keeps its data dir
+and rejoins by itself.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServer(cmd.Context(), sf, cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	c := &sf.cluster
+	f.StringVar(&c.ID, "id", "", "unique node ID (required)")
+	f.StringVar(&c.DataDir, "data-dir", "", "data directory (required)")
+	f.StringVar(&sf.httpAddr, "http-addr", "127.0.0.1:8501", "HTTP API listen address")
+	f.StringVar(&sf.httpAdvertise, "http-advertise", "", "HTTP address other nodes use to reach this one (default --http-addr)")
+	f.StringVar(&c.RaftAddr, "raft-addr", "127.0.0.1:8301", "Raft listen address")
+	f.StringVar(&c.RaftAdvertise, "raft-advertise", "", "Raft address peers dial (default --raft-addr)")
+	f.BoolVar(&c.Bootstrap, "bootstrap", false, "form a new cluster with this node as its only voter (empty data dir only)")
+	f.StringSliceVar(&sf.join, "join", nil, "HTTP addresses of existing nodes to ask to add this one (comma-separated)")
+	f.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "follower heartbeat timeout before an election")
+	f.DurationVar(&c.ElectionTimeout, "election-timeout", c.ElectionTimeout, "candidate election timeout")
+	f.DurationVar(&c.LeaderLeaseTimeout, "leader-lease-timeout", c.LeaderLeaseTimeout, "leader steps down without quorum contact for this long")
+	f.DurationVar(&c.CommitTimeout, "commit-timeout", c.CommitTimeout, "max wait before an idle AppendEntries")
+	f.DurationVar(&c.ApplyTimeout, "apply-timeout", c.ApplyTimeout, "a write not committed within this long reports outcome unknown")
+	f.Uint64Var(&c.SnapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between snapshots")
+	f.DurationVar(&c.SnapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often to check the snapshot threshold")
+	f.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
+	f.IntVar(&c.MaxAppendEntries, "max-append-entries", c.MaxAppendEntries, "entries per AppendEntries RPC / group commit")
+	f.DurationVar(&c.ServerStabilizationTime, "server-stabilization-time", c.ServerStabilizationTime, "a new server must be healthy this long before it becomes a voter")
+	f.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", 0, "remove a voter unhealthy for longer than this (0 = never)")
+	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&sf.logFormat, "log-format", "text", "log format: text or json")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", level)}
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usageError{fmt.Errorf("invalid --log-format %q: want text or json", format)}
+	}
+}
+
+func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
+	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
+	if err != nil {
+		return err
+	}
+	cfg := sf.cluster
+	if sf.httpAdvertise == "" {
+		sf.httpAdvertise = sf.httpAddr
+	}
+	cfg.HTTPAddr = sf.httpAdvertise
+	cfg.Logger = log
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+	if cfg.Bootstrap && len(sf.join) > 0 {
+		return usageError{errors.New("--bootstrap and --join are exclusive: bootstrap the first node, join the others")}
+	}
+
+	// Listen before starting Raft so a busy port fails fast and cleanly.
+	ln, err := net.Listen("tcp", sf.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen for http on %s: %w", sf.httpAddr, err)
+	}
+	node, err := cluster.Open(cfg)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("start node: %w", err)
+	}
+	api := httpapi.New(httpapi.Config{Node: node, Logger: log})
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }() // stopped by srv.Shutdown below
+	log.Info("raftkv node started", "id", cfg.ID, "http_addr", ln.Addr().String(), "raft_addr", cfg.RaftAddr, "data_dir", cfg.DataDir)
+
+	joinCtx, stopJoin := context.WithCancel(ctx)
+	joinDone := make(chan struct{})
+	go func() { // stopped by stopJoin
+		defer close(joinDone)
+		if len(sf.join) > 0 {
+			joinLoop(joinCtx, log, sf.join, wire.JoinRequest{ID: cfg.ID, RaftAddr: cfgAdvertise(cfg), HTTPAddr: sf.httpAdvertise})
+		}
+	}()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	stopJoin()
+	<-joinDone
+
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Hand over leadership while the API still answers, then stop serving.
+	if err := node.Close(shutCtx); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
+	if err := srv.Shutdown(shutCtx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("http shutdown: %w", err))
+	}
+	api.Close()
+	log.Info("stopped")
+	return runErr
+}
+
+func cfgAdvertise(c cluster.Config) string {
+	if c.RaftAdvertise != "" {
+		return c.RaftAdvertise
+	}
+	return c.RaftAddr
+}
+
+// joinLoop asks the listed nodes, in turn, to add this one, until one says
+// yes or ctx ends. Any node will do: a follower forwards to the leader.
+func joinLoop(ctx context.Context, log *slog.Logger, addrs []string, req wire.JoinRequest) {
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		for _, addr := range addrs {
+			addr = strings.TrimSpace(addr)
+			if addr == "" || addr == req.HTTPAddr {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := client.New(addr, 10*time.Second).Join(cctx, req)
+			cancel()
+			if err == nil {
+				log.Info("joined the cluster", "via", addr, "attempt", attempt)
+				return
+			}
+			log.Warn("join attempt failed", "via", addr, "attempt", attempt, "error", err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+

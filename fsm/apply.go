@@ -1,0 +1,200 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/bbolt"
+)
+
+// Log is one committed Raft log entry handed to ApplyBatch.
+type Log struct {
+	Index uint64
+	Data  []byte // an encoded Command
+	// NoOp is true for entries that change no state (e.g. Raft configuration entries): they only
+	// advance the applied index. Data is ignored.
+	NoOp bool
+}
+
+// Result is the outcome of one Log in ApplyBatch.
+type Result struct {
+	Index uint64 // the log index
+	// OK is true for set/delete/delete-prefix/noop/meta; for CAS/CAD, whether it took effect.
+	OK bool
+	// Skipped: Index <= the applied index at the time, so the entry was applied before (a replay after
+	// a restart); nothing was done.
+	Skipped bool
+	// Err: the entry could not be decoded or is invalid (wraps ErrBadCommand). The state is unchanged
+	// for it but the applied index still advances past it, as on every other node.
+	Err error
+}
+
+// ApplyBatch applies logs, in order, in one bbolt write transaction, and stores the new applied index
+// (the largest Index in the batch, NoOp entries included) in the same transaction. Entries with an
+// Index at or below the applied index are skipped. It returns one Result per log.
+//
+// A returned error means the transaction failed and nothing in the batch was applied; the caller
+// cannot continue (the Raft FSM contract has no way to retry), so it should stop the node.
+func (s *Store) ApplyBatch(logs []Log) ([]Result, error) {
+	if len(logs) == 0 {
+		return nil, nil
+	}
+	results := make([]Result, len(logs))
+	if s.allApplied(logs) {
+		// Pure replay: no transaction, no fsync.
+		for i, l := range logs {
+			results[i] = Result{Index: l.Index, Skipped: true}
+		}
+		return results, nil
+	}
+
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, fmt.Errorf("apply batch: %w", ErrClosed)
+	}
+	var applied uint64
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		// The persisted index, not the in-memory copy, is authoritative inside the write transaction.
+		applied, err = readApplied(tx)
+		if err != nil {
+			return err
+		}
+		start := applied
+		w := writer{kv: tx.Bucket(bucketKV), meta: tx.Bucket(bucketMeta)}
+		for i, l := range logs {
+			r := Result{Index: l.Index}
+			switch {
+			case l.Index <= applied:
+				r.Skipped = true
+			case l.NoOp:
+				r.OK = true
+			default:
+				cmd, err := decodeCommand(l.Data, false)
+				if err == nil {
+					err = cmd.Validate()
+				}
+				if err != nil {
+					r.Err = fmt.Errorf("log %d: %w", l.Index, err)
+					break
+				}
+				r.OK, err = w.apply(l.Index, cmd)
+				if err != nil {
+					return fmt.Errorf("log %d (%s %q): %w", l.Index, cmd.Op, cmd.Key, err)
+				}
+			}
+			if !r.Skipped {
+				applied = l.Index
+			}
+			results[i] = r
+		}
+		if applied == start {
+			return nil
+		}
+		return putApplied(tx, applied)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apply batch: %w", err)
+	}
+	s.setAppliedAtLeast(applied)
+	for _, r := range results {
+		if r.Err != nil {
+			s.log.Warn("log entry not applied", "index", r.Index, "err", r.Err)
+		}
+	}
+	return results, nil
+}
+
+func (s *Store) allApplied(logs []Log) bool {
+	applied := s.applied.Load()
+	for _, l := range logs {
+		if l.Index > applied {
+			return false
+		}
+	}
+	return true
+}
+
+// writer applies commands inside one write transaction.
+type writer struct {
+	kv, meta *bbolt.Bucket
+}
+
+// apply applies one valid command at log index idx. An error is a bbolt failure that aborts the
+// transaction; a CAS/CAD mismatch is ok=false.
+func (w writer) apply(idx uint64, c Command) (ok bool, err error) {
+	key := []byte(c.Key) // a fresh copy: bbolt keeps Put keys until commit
+	switch c.Op {
+	case OpSet:
+		cur, exists, err := w.current(key)
+		if err != nil {
+			return false, err
+		}
+		return true, w.put(key, c, idx, cur, exists)
+	case OpCAS:
+		cur, exists, err := w.current(key)
+		if err != nil {
+			return false, err
+		}
+		if c.Index == 0 && exists || c.Index != 0 && (!exists || cur.ModifyIndex != c.Index) {
+			return false, nil
+		}
+		return true, w.put(key, c, idx, cur, exists)
+	case OpDelete:
+		return true, w.kv.Delete(key)
+	case OpCAD:
+		cur, exists, err := w.current(key)
+		if err != nil {
+			return false, err
+		}
+		if !exists || c.Index == 0 || cur.ModifyIndex != c.Index {
+			return false, nil
+		}
+		return true, w.kv.Delete(key)
+	case OpDeletePrefix:
+		return true, w.deletePrefix(key)
+	case OpNoop:
+		return true, nil
+	case OpSetMeta:
+		return true, w.meta.Put(key, slices.Clone(c.Value))
+	case OpDeleteMeta:
+		return true, w.meta.Delete(key)
+	}
+	// Unreachable: Validate rejects unknown ops.
+	return false, fmt.Errorf("%w: unknown op %d", ErrBadCommand, uint8(c.Op))
+}
+
+func (w writer) current(key []byte) (Entry, bool, error) {
+	v := w.kv.Get(key)
+	if v == nil {
+		return Entry{}, false, nil
+	}
+	e, _, err := parseEntry(key, v)
+	return e, err == nil, err
+}
+
+func (w writer) put(key []byte, c Command, idx uint64, cur Entry, exists bool) error {
+	e := Entry{Value: c.Value, Flags: c.Flags, CreateIndex: idx, ModifyIndex: idx}
+	if exists {
+		e.CreateIndex = cur.CreateIndex
+	}
+	return w.kv.Put(key, encodeEntry(e))
+}
+
+// deletePrefix deletes every key starting with prefix. Keys are collected first: deleting through a
+// bbolt cursor while iterating skips keys.
+func (w writer) deletePrefix(prefix []byte) error {
+	var keys [][]byte
+	c := w.kv.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, slices.Clone(k))
+	}
+	for _, k := range keys {
+		if err := w.kv.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

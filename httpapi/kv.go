@@ -1,0 +1,222 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/raftkv/raftkv/fsm"
+	"github.com/raftkv/raftkv/httpapi/wire"
+)
+
+const kvPrefix = "/v1/kv/"
+
+// kvKey extracts the key from the escaped path, so that "%2F" and "//"
+// reach the store as written.
+func kvKey(r *http.Request) (string, error) {
+	p := r.URL.EscapedPath()
+	if !strings.HasPrefix(p, kvPrefix) {
+		return "", badRequest("path must start with %s", kvPrefix)
+	}
+	key, err := url.PathUnescape(strings.TrimPrefix(p, kvPrefix))
+	if err != nil {
+		return "", badRequest("bad key escaping: %v", err)
+	}
+	if len(key) > fsm.MaxKeySize {
+		return "", badRequest("key is %d bytes, over the %d-byte limit", len(key), fsm.MaxKeySize)
+	}
+	return key, nil
+}
+
+// query wraps URL parameters with Consul's conventions: a flag is on when
+// present (with no value or "true"); numbers are strictly parsed.
+type query struct{ url.Values }
+
+func (q query) flag(name string) (bool, error) {
+	v, ok := q.Values[name]
+	if !ok {
+		return false, nil
+	}
+	if len(v) == 0 || v[0] == "" {
+		return true, nil
+	}
+	b, err := strconv.ParseBool(v[0])
+	if err != nil {
+		return false, badRequest("invalid value %q for ?%s: want true or false", v[0], name)
+	}
+	return b, nil
+}
+
+func (q query) uint(name string) (val uint64, present bool, err error) {
+	if !q.Has(name) {
+		return 0, false, nil
+	}
+	s := q.Get(name)
+	val, err = strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, true, badRequest("invalid value %q for ?%s: want an unsigned integer", s, name)
+	}
+	return val, true, nil
+}
+
+func (a *API) kvPut(w http.ResponseWriter, r *http.Request) error {
+	key, err := kvKey(r)
+	if err != nil {
+		return err
+	}
+	if key == "" {
+		return badRequest("missing key: PUT /v1/kv/<key>")
+	}
+	q := query{r.URL.Query()}
+	for _, unsupported := range []string{"acquire", "release"} {
+		if q.Has(unsupported) {
+			return badRequest("?%s is not supported: raftkv has no sessions", unsupported)
+		}
+	}
+	cas, hasCAS, err := q.uint("cas")
+	if err != nil {
+		return err
+	}
+	flags, _, err := q.uint("flags")
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, fsm.MaxValueSize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &apiError{status: http.StatusRequestEntityTooLarge, outcome: wire.OutcomeFailed,
+				msg: "value over the 512 KiB limit"}
+		}
+		return badRequest("read body: %v", err)
+	}
+	cmd := fsm.Command{Op: fsm.OpSet, Key: key, Value: body, Flags: flags}
+	if hasCAS {
+		cmd.Op, cmd.Index = fsm.OpCAS, cas
+	}
+	return a.write(w, r, body, cmd)
+}
+
+func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) error {
+	key, err := kvKey(r)
+	if err != nil {
+		return err
+	}
+	q := query{r.URL.Query()}
+	recurse, err := q.flag("recurse")
+	if err != nil {
+		return err
+	}
+	cas, hasCAS, err := q.uint("cas")
+	if err != nil {
+		return err
+	}
+	cmd := fsm.Command{Op: fsm.OpDelete, Key: key}
+	switch {
+	case recurse && hasCAS:
+		return badRequest("?cas cannot be combined with ?recurse")
+	case recurse:
+		cmd.Op = fsm.OpDeletePrefix
+	case key == "":
+		return badRequest("missing key: DELETE /v1/kv/<key> (or ?recurse to delete a prefix)")
+	case hasCAS:
+		cmd.Op, cmd.Index = fsm.OpCAD, cas
+	}
+	return a.write(w, r, nil, cmd)
+}
+
+// write applies cmd through the leader and answers true/false.
+func (a *API) write(w http.ResponseWriter, r *http.Request, body []byte, cmd fsm.Command) error {
+	var res fsm.Result
+	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
+		var err error
+		res, err = a.node.Apply(ctx, cmd)
+		return err
+	})
+	if forwarded || err != nil {
+		return err
+	}
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(res.Index, 10))
+	writeJSON(w, http.StatusOK, res.OK)
+	return nil
+}
+
+func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
+	key, err := kvKey(r)
+	if err != nil {
+		return err
+	}
+	q := query{r.URL.Query()}
+	var raw, recurse, keys, stale bool
+	for name, p := range map[string]*bool{"raw": &raw, "recurse": &recurse, "keys": &keys, "stale": &stale} {
+		if *p, err = q.flag(name); err != nil {
+			return err
+		}
+	}
+	if _, err := q.flag("consistent"); err != nil {
+		return err
+	}
+	if raw && (recurse || keys) {
+		return badRequest("?raw cannot be combined with ?recurse or ?keys")
+	}
+	if key == "" && !recurse && !keys {
+		return badRequest("missing key: GET /v1/kv/<key> (or ?recurse / ?keys for a prefix)")
+	}
+	if !stale {
+		if err := a.linearize(r); err != nil {
+			return readError{err}
+		}
+	}
+	store := a.node.Store()
+	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(a.node.AppliedIndex(), 10))
+	switch {
+	case keys:
+		list, err := store.Keys(key, q.Get("separator"))
+		if err != nil {
+			return readError{err}
+		}
+		if len(list) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return nil
+		}
+		writeJSON(w, http.StatusOK, list)
+	case recurse:
+		entries, err := store.List(key)
+		if err != nil {
+			return readError{err}
+		}
+		if len(entries) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return nil
+		}
+		out := make([]wire.KVPair, len(entries))
+		for i, e := range entries {
+			out[i] = toPair(e)
+		}
+		writeJSON(w, http.StatusOK, out)
+	default:
+		e, ok, err := store.Get(key)
+		if err != nil {
+			return readError{err}
+		}
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			return nil
+		}
+		if raw {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write(e.Value)
+			return nil
+		}
+		writeJSON(w, http.StatusOK, []wire.KVPair{toPair(e)})
+	}
+	return nil
+}
+
+func toPair(e fsm.Entry) wire.KVPair {
+	return wire.KVPair{Key: e.Key, Value: e.Value, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+}

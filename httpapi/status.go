@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/raftkv/raftkv/httpapi/wire"
+)
+
+const maxControlBody = 64 << 10
+
+func (a *API) statusLeader(w http.ResponseWriter, r *http.Request) error {
+	_, addr, _ := a.node.Leader()
+	writeJSON(w, http.StatusOK, addr)
+	return nil
+}
+
+func (a *API) statusPeers(w http.ResponseWriter, r *http.Request) error {
+	servers, _, err := a.node.Configuration()
+	if err != nil {
+		return readError{err}
+	}
+	peers := []string{}
+	for _, s := range servers {
+		if s.Voter {
+			peers = append(peers, s.RaftAddr)
+		}
+	}
+	writeJSON(w, http.StatusOK, peers)
+	return nil
+}
+
+func (a *API) statusNode(w http.ResponseWriter, r *http.Request) error {
+	s := a.node.Status()
+	lc := s.LastContact.Milliseconds()
+	if s.LastContact < 0 {
+		lc = -1
+	}
+	writeJSON(w, http.StatusOK, wire.NodeStatus{
+		ID: s.ID, RaftAddr: s.RaftAddr, HTTPAddr: s.HTTPAddr, State: s.State, Term: s.Term,
+		LeaderID: s.LeaderID, LeaderAddr: s.LeaderAddr, LeaderHTTPAddr: s.LeaderHTTPAddr,
+		LastIndex: s.LastIndex, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
+		LastContactMs: lc, Voter: s.Voter, Member: s.Member, ReadReady: s.ReadReady,
+		SnapshotsTaken: s.SnapshotsTaken, Restores: s.Restores,
+	})
+	return nil
+}
+
+func (a *API) statusDigest(w http.ResponseWriter, r *http.Request) error {
+	d, err := a.node.Store().Digest()
+	if err != nil {
+		return readError{err}
+	}
+	writeJSON(w, http.StatusOK, wire.Digest{AppliedIndex: d.AppliedIndex, Digest: d.Digest, Keys: d.Keys})
+	return nil
+}
+
+func (a *API) raftConfiguration(w http.ResponseWriter, r *http.Request) error {
+	servers, index, err := a.node.Configuration()
+	if err != nil {
+		return readError{err}
+	}
+	out := wire.RaftConfiguration{Servers: []wire.RaftServer{}, Index: index}
+	for _, s := range servers {
+		out.Servers = append(out.Servers, wire.RaftServer{
+			ID: s.ID, Node: s.ID, Address: s.RaftAddr, Leader: s.Leader, Voter: s.Voter,
+			ProtocolVersion: "3", HTTPAddr: s.HTTPAddr,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) raftRemovePeer(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	id := q.Get("id")
+	if id == "" && q.Get("address") != "" {
+		servers, _, err := a.node.Configuration()
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if s.RaftAddr == q.Get("address") {
+				id = s.ID
+			}
+		}
+		if id == "" {
+			return &apiError{status: http.StatusNotFound, outcome: wire.OutcomeFailed, msg: "no server has address " + q.Get("address")}
+		}
+	}
+	if id == "" {
+		return badRequest("missing ?id=<server id> (or ?address=<raft address>)")
+	}
+	return a.remove(w, r, nil, id)
+}
+
+func (a *API) remove(w http.ResponseWriter, r *http.Request, body []byte, id string) error {
+	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
+		return a.node.Remove(ctx, id)
+	})
+	if forwarded || err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, true)
+	return nil
+}
+
+func (a *API) clusterJoin(w http.ResponseWriter, r *http.Request) error {
+	var req wire.JoinRequest
+	body, err := readJSON(w, r, &req)
+	if err != nil {
+		return err
+	}
+	if req.ID == "" || req.RaftAddr == "" {
+		return badRequest("join needs ID and RaftAddr")
+	}
+	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
+		return a.node.Join(ctx, req.ID, req.RaftAddr, req.HTTPAddr)
+	})
+	if forwarded || err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, true)
+	return nil
+}
+
+func (a *API) clusterLeave(w http.ResponseWriter, r *http.Request) error {
+	var req wire.LeaveRequest
+	if _, err := readJSON(w, r, &req); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		req.ID = a.node.ID()
+	}
+	// Forward with the ID filled in: on the leader an empty ID would mean
+	// the leader itself.
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return a.remove(w, r, body, req.ID)
+}
+
+func (a *API) internalReadIndex(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ReadTimeout)
+	defer cancel()
+	idx, err := a.node.ReadIndex(ctx)
+	if err != nil {
+		return readError{err}
+	}
+	writeJSON(w, http.StatusOK, wire.ReadIndex{Index: idx})
+	return nil
+}
+
+// readJSON decodes an optional JSON body (empty = zero value) and returns
+// its bytes for forwarding.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, badRequest("read body: %v", err)
+	}
+	if len(body) == 0 {
+		return body, nil
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return nil, badRequest("invalid JSON body: %v", err)
+	}
+	return body, nil
+}

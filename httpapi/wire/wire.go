@@ -1,0 +1,101 @@
+// Package wire holds the JSON shapes of raftkv's HTTP API. It is a leaf
+// package (standard library only) so any Go client can import it without
+// pulling in the server. The KV and operator shapes follow Consul's API.
+package wire
+
+// Header names raftkv sets on answers.
+const (
+	HeaderIndex       = "X-Consul-Index"
+	HeaderKnownLeader = "X-Consul-KnownLeader"
+	HeaderLastContact = "X-Consul-LastContact"
+	// HeaderOutcome is "failed" or "unknown" on every error answer.
+	HeaderOutcome = "X-Raftkv-Outcome"
+	// HeaderForwarded marks a request a follower forwarded to the leader; it
+	// is never forwarded again.
+	HeaderForwarded = "X-Raftkv-Forwarded"
+)
+
+// Outcomes of a failed request.
+const (
+	OutcomeFailed  = "failed"  // certainly did not happen
+	OutcomeUnknown = "unknown" // may or may not have happened
+)
+
+// KVPair is one entry as GET /v1/kv answers it. Value is base64 in JSON.
+type KVPair struct {
+	Key         string
+	Value       []byte
+	Flags       uint64
+	CreateIndex uint64
+	ModifyIndex uint64
+	LockIndex   uint64
+}
+
+// Error is the body of every error answer.
+type Error struct {
+	Error   string `json:"error"`
+	Outcome string `json:"outcome"`
+}
+
+// NodeStatus is GET /v1/status/node.
+type NodeStatus struct {
+	ID             string
+	RaftAddr       string
+	HTTPAddr       string
+	State          string
+	Term           uint64
+	LeaderID       string
+	LeaderAddr     string
+	LeaderHTTPAddr string
+	LastIndex      uint64
+	CommitIndex    uint64
+	AppliedIndex   uint64
+	LastContactMs  int64 // -1 when never contacted
+	Voter          bool
+	Member         bool
+	ReadReady      bool
+	SnapshotsTaken uint64
+	Restores       uint64
+}
+
+// Digest is GET /v1/status/digest.
+type Digest struct {
+	AppliedIndex uint64
+	Digest       string
+	Keys         int
+}
+
+// RaftServer is one entry of GET /v1/operator/raft/configuration.
+type RaftServer struct {
+	ID              string
+	Node            string
+	Address         string
+	Leader          bool
+	Voter           bool
+	ProtocolVersion string
+	HTTPAddr        string // raftkv addition
+}
+
+// RaftConfiguration is GET /v1/operator/raft/configuration.
+type RaftConfiguration struct {
+	Servers []RaftServer
+	Index   uint64
+}
+
+// JoinRequest is the body of POST /v1/cluster/join.
+type JoinRequest struct {
+	ID       string
+	RaftAddr string
+	HTTPAddr string
+}
+
+// LeaveRequest is the body of POST /v1/cluster/leave; an empty ID means the
+// node answering.
+type LeaveRequest struct {
+	ID string
+}
+
+// ReadIndex is GET /v1/internal/read-index, answered by the leader.
+type ReadIndex struct {
+	Index uint64
+}
