@@ -31,10 +31,10 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	}
 	f := n.raft.Apply(cmd.Encode(), n.cfg.ApplyTimeout)
 
-	// The future resolves on commit, on loss of leadership and on shutdown,
-	// so this goroutine always ends; Close waits for it.
+	// await returns on commit, on loss of leadership and on Close, so this
+	// goroutine always ends; Close waits for it.
 	done := make(chan error, 1)
-	n.wg.Go(func() { done <- f.Error() })
+	n.wg.Go(func() { done <- n.await(f) })
 	timer := time.NewTimer(n.cfg.ApplyTimeout)
 	defer timer.Stop()
 

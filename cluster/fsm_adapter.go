@@ -29,6 +29,8 @@ type stateMachine struct {
 	mu      sync.Mutex
 	advance chan struct{} // closed and replaced whenever applied grows
 
+	configIndex atomic.Uint64 // index of the newest configuration entry seen
+
 	restores  atomic.Uint64 // snapshots restored into the store (install or start)
 	snapshots atomic.Uint64 // snapshots taken
 }
@@ -49,6 +51,9 @@ func (sm *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	batch := make([]fsm.Log, len(logs))
 	for i, l := range logs {
 		batch[i] = fsm.Log{Index: l.Index, Data: l.Data, NoOp: l.Type != raft.LogCommand}
+		if l.Type == raft.LogConfiguration && l.Index > sm.configIndex.Load() {
+			sm.configIndex.Store(l.Index)
+		}
 	}
 	results, err := sm.store.ApplyBatch(batch)
 	if err != nil {

@@ -55,7 +55,7 @@ func (n *Node) runBarrier() {
 	for n.ctx.Err() == nil && n.raft.State() == raft.Leader {
 		term := n.raft.CurrentTerm()
 		f := n.raft.Apply(noop, n.cfg.ApplyTimeout)
-		if err := f.Error(); err != nil {
+		if err := n.await(f); err != nil {
 			n.log.Warn("read barrier failed", "term", term, "error", err)
 			if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
 				return
@@ -131,7 +131,7 @@ func (n *Node) transferLeadership(ctx context.Context) error {
 	n.log.Info("transferring leadership")
 	f := n.raft.LeadershipTransfer()
 	done := make(chan error, 1)
-	n.wg.Go(func() { done <- f.Error() }) // resolves within ElectionTimeout or on shutdown
+	n.wg.Go(func() { done <- n.await(f) })
 	select {
 	case err := <-done:
 		if err != nil {

@@ -19,7 +19,10 @@ type Server struct {
 	Leader   bool
 }
 
-// Configuration returns the latest Raft configuration and its log index.
+// Configuration returns the latest Raft configuration and the log index of
+// the newest configuration entry this process has applied (0 when it has
+// only seen the configuration through a snapshot: hashicorp/raft does not
+// expose that index).
 func (n *Node) Configuration() ([]Server, uint64, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -40,7 +43,7 @@ func (n *Node) Configuration() ([]Server, uint64, error) {
 		out = append(out, srv)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, f.Index(), nil
+	return out, n.sm.configIndex.Load(), nil
 }
 
 // Join adds a server on the leader. It is idempotent: the same ID at the
@@ -65,14 +68,14 @@ func (n *Node) Join(ctx context.Context, id, raftAddr, httpAddr string) error {
 			already = true
 		case string(s.ID) != id && string(s.Address) == raftAddr:
 			n.log.Info("join: removing stale server holding the same address", "stale_id", s.ID, "addr", raftAddr, "new_id", id)
-			if err := n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+			if err := n.await(n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)); err != nil {
 				return n.classifyApplyError(fmt.Errorf("remove stale server %s: %w", s.ID, err))
 			}
 		}
 	}
 	if !already {
 		n.log.Info("join: adding server", "id", id, "raft_addr", raftAddr, "http_addr", httpAddr)
-		if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		if err := n.await(n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, n.cfg.ApplyTimeout)); err != nil {
 			return n.classifyApplyError(fmt.Errorf("add server %s: %w", id, err))
 		}
 	}
@@ -121,7 +124,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 		return n.notLeader()
 	}
 	n.log.Info("removing server", "id", id)
-	if err := n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.await(n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)); err != nil {
 		return n.classifyApplyError(fmt.Errorf("remove server %s: %w", id, err))
 	}
 	cmd := fsm.Command{Op: fsm.OpDeleteMeta, Key: metaNodePrefix + id}

@@ -42,8 +42,9 @@ type Node struct {
 	trans *raft.NetworkTransport
 	logDB *raftboltdb.BoltStore
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx        context.Context
+	cancel     context.CancelFunc
+	shutdownCh chan struct{} // closed by Close; unblocks raft futures (see await)
 	wg     sync.WaitGroup
 	closed atomic.Bool
 	once   sync.Once
@@ -69,7 +70,7 @@ func Open(cfg Config) (n *Node, err error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.ID)
-	n = &Node{cfg: cfg, log: log, readyCh: make(chan struct{}), reads: make(chan *readReq, readQueueSize)}
+	n = &Node{cfg: cfg, log: log, readyCh: make(chan struct{}), reads: make(chan *readReq, readQueueSize), shutdownCh: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	// Close whatever was opened if a later step fails.
@@ -117,9 +118,13 @@ func Open(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("create log cache: %w", err)
 	}
 
-	adv, err := net.ResolveTCPAddr("tcp", cfg.advertise())
-	if err != nil {
-		return nil, fmt.Errorf("resolve raft advertise address %q: %w", cfg.advertise(), err)
+	// An advertise address with port 0 (tests bind 127.0.0.1:0) means "the
+	// address the listener got".
+	var adv net.Addr
+	if _, port, _ := net.SplitHostPort(cfg.advertise()); port != "0" {
+		if adv, err = net.ResolveTCPAddr("tcp", cfg.advertise()); err != nil {
+			return nil, fmt.Errorf("resolve raft advertise address %q: %w", cfg.advertise(), err)
+		}
 	}
 	n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
 		Logger:  hlog.Named("transport"),
@@ -130,6 +135,7 @@ func Open(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
 	}
 	closers = append(closers, n.trans.Close)
+	n.cfg.RaftAdvertise = string(n.trans.LocalAddr())
 
 	hasState, err := raft.HasExistingState(logs, n.logDB, snaps)
 	if err != nil {
@@ -146,12 +152,12 @@ func Open(cfg Config) (n *Node, err error) {
 	switch {
 	case cfg.Bootstrap && !hasState:
 		boot := raft.Configuration{Servers: []raft.Server{{
-			Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: raft.ServerAddress(cfg.advertise()),
+			Suffrage: raft.Voter, ID: raft.ServerID(cfg.ID), Address: n.trans.LocalAddr(),
 		}}}
 		if err := n.raft.BootstrapCluster(boot).Error(); err != nil {
 			return nil, fmt.Errorf("bootstrap cluster: %w", err)
 		}
-		log.Info("bootstrapped a new cluster", "raft_addr", cfg.advertise())
+		log.Info("bootstrapped a new cluster", "raft_addr", n.trans.LocalAddr())
 	case cfg.Bootstrap:
 		log.Info("bootstrap requested but the data dir has raft state; starting from it instead")
 	}
@@ -225,6 +231,7 @@ func (n *Node) Close(ctx context.Context) error {
 		}
 		n.closed.Store(true)
 		n.cancel()
+		close(n.shutdownCh)
 		errs := []error{}
 		if e := n.raft.Shutdown().Error(); e != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", e))

@@ -101,7 +101,7 @@ func (n *Node) confirmRound() readResp {
 		return readResp{err: ErrNotReady}
 	}
 	idx := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := n.await(n.raft.VerifyLeader()); err != nil {
 		if errors.Is(err, raft.ErrRaftShutdown) {
 			return readResp{err: ErrShuttingDown}
 		}

@@ -87,3 +87,6 @@ func (n *Node) Leader() (id, raftAddr, httpAddr string) {
 	}
 	return "", "", ""
 }
+
+// RaftAddr is the address peers dial to reach this node.
+func (n *Node) RaftAddr() string { return n.cfg.advertise() }

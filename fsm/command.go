@@ -192,7 +192,7 @@ func (d *decoder) uvarint(field string) (uint64, error) {
 }
 
 func (d *decoder) bytes(field string, limit int) ([]byte, error) {
-	n, err := d.uvarint(field + " length")
+	n, err := d.uvarint(field)
 	if err != nil {
 		return nil, err
 	}

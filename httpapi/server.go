@@ -3,6 +3,8 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -82,28 +84,46 @@ func (a *API) routes() *mux.Router {
 	// and "a/../b" are keys, not redirects.
 	r.SkipClean(true)
 	r.UseEncodedPath()
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.writeError(w, r, errMethodNotAllowed)
-	})
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.writeError(w, r, errNoRoute)
-	})
+	r.NotFoundHandler = a.handle(func(w http.ResponseWriter, r *http.Request) error { return errNoRoute })
 
-	kv := r.PathPrefix("/v1/kv/").Subrouter()
-	kv.Methods(http.MethodGet).HandlerFunc(a.handle(a.kvGet))
-	kv.Methods(http.MethodPut).HandlerFunc(a.handle(a.kvPut))
-	kv.Methods(http.MethodDelete).HandlerFunc(a.handle(a.kvDelete))
-
-	r.Methods(http.MethodGet).Path("/v1/status/leader").HandlerFunc(a.handle(a.statusLeader))
-	r.Methods(http.MethodGet).Path("/v1/status/peers").HandlerFunc(a.handle(a.statusPeers))
-	r.Methods(http.MethodGet).Path("/v1/status/node").HandlerFunc(a.handle(a.statusNode))
-	r.Methods(http.MethodGet).Path("/v1/status/digest").HandlerFunc(a.handle(a.statusDigest))
-	r.Methods(http.MethodGet).Path("/v1/operator/raft/configuration").HandlerFunc(a.handle(a.raftConfiguration))
-	r.Methods(http.MethodDelete).Path("/v1/operator/raft/peer").HandlerFunc(a.handle(a.raftRemovePeer))
-	r.Methods(http.MethodPost, http.MethodPut).Path("/v1/cluster/join").HandlerFunc(a.handle(a.clusterJoin))
-	r.Methods(http.MethodPost, http.MethodPut).Path("/v1/cluster/leave").HandlerFunc(a.handle(a.clusterLeave))
-	r.Methods(http.MethodGet).Path("/v1/internal/read-index").HandlerFunc(a.handle(a.internalReadIndex))
+	// Each path is registered once and dispatches on the method itself, so
+	// a wrong method gets 405 (gorilla/mux reports 404 for a method
+	// mismatch once subrouters or several routes are involved).
+	r.PathPrefix("/v1/kv/").Handler(a.methods(map[string]handlerFunc{
+		http.MethodGet: a.kvGet, http.MethodPut: a.kvPut, http.MethodDelete: a.kvDelete,
+	}))
+	get := func(h handlerFunc) http.Handler { return a.methods(map[string]handlerFunc{http.MethodGet: h}) }
+	post := func(h handlerFunc) http.Handler {
+		return a.methods(map[string]handlerFunc{http.MethodPost: h, http.MethodPut: h})
+	}
+	r.Path("/v1/status/leader").Handler(get(a.statusLeader))
+	r.Path("/v1/status/peers").Handler(get(a.statusPeers))
+	r.Path("/v1/status/node").Handler(get(a.statusNode))
+	r.Path("/v1/status/digest").Handler(get(a.statusDigest))
+	r.Path("/v1/operator/raft/configuration").Handler(get(a.raftConfiguration))
+	r.Path("/v1/operator/raft/peer").Handler(a.methods(map[string]handlerFunc{http.MethodDelete: a.raftRemovePeer}))
+	r.Path("/v1/cluster/join").Handler(post(a.clusterJoin))
+	r.Path("/v1/cluster/leave").Handler(post(a.clusterLeave))
+	r.Path("/v1/internal/read-index").Handler(get(a.internalReadIndex))
 	return r
+}
+
+// methods dispatches on the request method; others get 405 with Allow.
+func (a *API) methods(m map[string]handlerFunc) http.Handler {
+	allow := make([]string, 0, len(m))
+	for k := range m {
+		allow = append(allow, k)
+	}
+	sort.Strings(allow)
+	allowHdr := strings.Join(allow, ", ")
+	return a.handle(func(w http.ResponseWriter, r *http.Request) error {
+		h, ok := m[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allowHdr)
+			return errMethodNotAllowed
+		}
+		return h(w, r)
+	})
 }
 
 // handlerFunc is a handler that returns its error instead of writing it.

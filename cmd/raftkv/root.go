@@ -49,8 +49,28 @@ func newRootCmd() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env RAFTKV_OUTPUT)")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "request timeout for client commands (env RAFTKV_TIMEOUT)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd())
+	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd())
+	groupUsage(root)
 	return root
+}
+
+// groupUsage makes every command that only groups subcommands (raftkv,
+// raftkv kv, raftkv cluster) reject an unknown subcommand as a usage error
+// (exit 2) and print help when called bare. Without it cobra exits 0 on
+// `raftkv kv frobnicate` and 1 on `raftkv frobnicate`.
+func groupUsage(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+			}
+			return nil
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		groupUsage(sub)
+	}
 }
 
 // applyEnv fills every flag the user did not set from RAFTKV_<FLAG_NAME>,

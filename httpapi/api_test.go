@@ -1,0 +1,248 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/httpapi/wire"
+	"github.com/raftkv/raftkv/internal/testcluster"
+)
+
+var httpc = &http.Client{Timeout: 10 * time.Second}
+
+func do(t *testing.T, method, url string, body []byte) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+func TestWritesThroughAnyNodeReadsEverywhere(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	for i, nd := range c.Nodes {
+		resp, body := do(t, http.MethodPut, fmt.Sprintf("%s/v1/kv/k%d", nd.URL(), i), []byte(fmt.Sprintf("v%d", i)))
+		if resp.StatusCode != 200 || strings.TrimSpace(string(body)) != "true" {
+			t.Fatalf("PUT via %s: %d %s", nd.ID, resp.StatusCode, body)
+		}
+		if resp.Header.Get(wire.HeaderIndex) == "" {
+			t.Fatalf("PUT via %s: no %s header", nd.ID, wire.HeaderIndex)
+		}
+	}
+	// Linearizable reads on every node see every write, with no waiting.
+	for _, nd := range c.Nodes {
+		for i := range c.Nodes {
+			resp, body := do(t, http.MethodGet, fmt.Sprintf("%s/v1/kv/k%d?raw", nd.URL(), i), nil)
+			if resp.StatusCode != 200 || string(body) != fmt.Sprintf("v%d", i) {
+				t.Fatalf("GET k%d on %s: %d %q", i, nd.ID, resp.StatusCode, body)
+			}
+			if resp.Header.Get(wire.HeaderKnownLeader) != "true" {
+				t.Fatalf("GET on %s: %s = %q", nd.ID, wire.HeaderKnownLeader, resp.Header.Get(wire.HeaderKnownLeader))
+			}
+		}
+	}
+	resp, body := do(t, http.MethodGet, c.Nodes[1].URL()+"/v1/kv/?recurse", nil)
+	var pairs []wire.KVPair
+	if err := json.Unmarshal(body, &pairs); err != nil || resp.StatusCode != 200 || len(pairs) != 3 {
+		t.Fatalf("recurse: %d %s (%v)", resp.StatusCode, body, err)
+	}
+	if string(pairs[0].Value) != "v0" || pairs[0].CreateIndex == 0 || pairs[0].ModifyIndex != pairs[0].CreateIndex {
+		t.Fatalf("recurse first pair: %+v", pairs[0])
+	}
+	resp, _ = do(t, http.MethodGet, c.Nodes[2].URL()+"/v1/kv/missing", nil)
+	if resp.StatusCode != 404 {
+		t.Fatalf("missing key: status %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestCASRaceThroughAllNodes(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	resp, _ := do(t, http.MethodPut, c.Nodes[0].URL()+"/v1/kv/race", []byte("0"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("seed: %d", resp.StatusCode)
+	}
+	idx := resp.Header.Get(wire.HeaderIndex)
+	const workers = 30
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := 0; i < workers; i++ {
+		wg.Go(func() {
+			nd := c.Nodes[i%len(c.Nodes)]
+			resp, body := do(t, http.MethodPut, fmt.Sprintf("%s/v1/kv/race?cas=%s", nd.URL(), idx), []byte(fmt.Sprint(i)))
+			if resp.StatusCode != 200 {
+				t.Errorf("cas via %s: %d %s", nd.ID, resp.StatusCode, body)
+				return
+			}
+			if strings.TrimSpace(string(body)) == "true" {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("got %d CAS winners, want exactly 1", wins)
+	}
+	// cas=0 creates only if absent.
+	_, body := do(t, http.MethodPut, c.Nodes[1].URL()+"/v1/kv/race?cas=0", []byte("x"))
+	if strings.TrimSpace(string(body)) != "false" {
+		t.Fatalf("cas=0 on existing key: %s, want false", body)
+	}
+	_, body = do(t, http.MethodPut, c.Nodes[1].URL()+"/v1/kv/fresh?cas=0", []byte("x"))
+	if strings.TrimSpace(string(body)) != "true" {
+		t.Fatalf("cas=0 on absent key: %s, want true", body)
+	}
+}
+
+func TestBadInputGetsClearErrors(t *testing.T) {
+	c := testcluster.Start(t, 1)
+	u := c.Nodes[0].URL()
+	tests := []struct {
+		name, method, path string
+		body               []byte
+		want               int
+	}{
+		{"value over 512 KiB", http.MethodPut, "/v1/kv/big", bytes.Repeat([]byte("x"), 512*1024+1), 413},
+		{"empty key", http.MethodPut, "/v1/kv/", []byte("x"), 400},
+		{"over-long key", http.MethodPut, "/v1/kv/" + strings.Repeat("k", 1025), []byte("x"), 400},
+		{"bad cas", http.MethodPut, "/v1/kv/a?cas=abc", []byte("x"), 400},
+		{"negative flags", http.MethodPut, "/v1/kv/a?flags=-1", []byte("x"), 400},
+		{"bad recurse value", http.MethodGet, "/v1/kv/a?recurse=maybe", nil, 400},
+		{"raw with recurse", http.MethodGet, "/v1/kv/a?raw&recurse", nil, 400},
+		{"sessions unsupported", http.MethodPut, "/v1/kv/a?acquire=abc", []byte("x"), 400},
+		{"delete without key", http.MethodDelete, "/v1/kv/", nil, 400},
+		{"cas with recurse", http.MethodDelete, "/v1/kv/a?recurse&cas=1", nil, 400},
+		{"unknown endpoint", http.MethodGet, "/v1/nope", nil, 404},
+		{"method not allowed", http.MethodPost, "/v1/status/leader", nil, 405},
+		{"join without id", http.MethodPost, "/v1/cluster/join", []byte(`{"RaftAddr":"x:1"}`), 400},
+		{"join bad json", http.MethodPost, "/v1/cluster/join", []byte(`{`), 400},
+		{"remove unknown peer", http.MethodDelete, "/v1/operator/raft/peer?id=ghost", nil, 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, tt.method, u+tt.path, tt.body)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.want)
+			}
+			var e wire.Error
+			if err := json.Unmarshal(body, &e); err != nil || e.Error == "" || e.Outcome != wire.OutcomeFailed {
+				t.Fatalf("body %q: want a JSON error with outcome failed (%v)", body, err)
+			}
+			if resp.Header.Get(wire.HeaderOutcome) != wire.OutcomeFailed {
+				t.Fatalf("header %s = %q", wire.HeaderOutcome, resp.Header.Get(wire.HeaderOutcome))
+			}
+		})
+	}
+	// Nothing above changed the store.
+	resp, body := do(t, http.MethodGet, u+"/v1/kv/?keys", nil)
+	if resp.StatusCode != 404 {
+		t.Fatalf("store not empty after bad requests: %d %s", resp.StatusCode, body)
+	}
+	// Keys with odd bytes are keys, not path tricks.
+	for _, k := range []string{"a//b", "a/../b", "sp%20ace", "%2Fslash"} {
+		resp, body := do(t, http.MethodPut, u+"/v1/kv/"+k, []byte(k))
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT %q: %d %s", k, resp.StatusCode, body)
+		}
+		resp, body = do(t, http.MethodGet, u+"/v1/kv/"+k+"?raw", nil)
+		if resp.StatusCode != 200 || string(body) != k {
+			t.Fatalf("GET %q: %d %q", k, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestStatusAndOperatorEndpoints(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	l := c.WaitLeader(5 * time.Second)
+	f := c.Follower()
+	_, body := do(t, http.MethodGet, f.URL()+"/v1/status/leader", nil)
+	var leader string
+	if err := json.Unmarshal(body, &leader); err != nil || leader != l.Node.RaftAddr() {
+		t.Fatalf("status/leader = %s, want %q", body, l.Node.RaftAddr())
+	}
+	_, body = do(t, http.MethodGet, f.URL()+"/v1/status/peers", nil)
+	var peers []string
+	if err := json.Unmarshal(body, &peers); err != nil || len(peers) != 3 {
+		t.Fatalf("status/peers = %s", body)
+	}
+	_, body = do(t, http.MethodGet, f.URL()+"/v1/status/node", nil)
+	var st wire.NodeStatus
+	if err := json.Unmarshal(body, &st); err != nil || st.ID != f.ID || st.LeaderID != l.ID || st.State != "Follower" || !st.Voter {
+		t.Fatalf("status/node = %s", body)
+	}
+	// Remove a follower through another follower (forwarded to the leader).
+	var other *testcluster.Node
+	for _, nd := range c.Nodes {
+		if nd != l && nd != f {
+			other = nd
+		}
+	}
+	resp, body := do(t, http.MethodDelete, f.URL()+"/v1/operator/raft/peer?id="+other.ID, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("remove peer: %d %s", resp.StatusCode, body)
+	}
+	_, body = do(t, http.MethodGet, l.URL()+"/v1/operator/raft/configuration", nil)
+	var rc wire.RaftConfiguration
+	if err := json.Unmarshal(body, &rc); err != nil || len(rc.Servers) != 2 {
+		t.Fatalf("configuration after remove = %s", body)
+	}
+	// Join it back through the follower: idempotent on repeat.
+	jr, _ := json.Marshal(wire.JoinRequest{ID: other.ID, RaftAddr: other.Node.RaftAddr(), HTTPAddr: other.HTTPAddr})
+	for i := 0; i < 2; i++ {
+		resp, body = do(t, http.MethodPost, f.URL()+"/v1/cluster/join", jr)
+		if resp.StatusCode != 200 {
+			t.Fatalf("join #%d: %d %s", i, resp.StatusCode, body)
+		}
+	}
+	c.WaitVoters(3, 20*time.Second)
+}
+
+func TestLeaveOfLeaderHandsOver(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	l := c.WaitLeader(5 * time.Second)
+	resp, body := do(t, http.MethodPost, l.URL()+"/v1/cluster/leave", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("leave leader: %d %s", resp.StatusCode, body)
+	}
+	if err := testcluster.Poll(10*time.Second, func() error {
+		nl := c.Leader()
+		if nl == nil || nl == l {
+			return fmt.Errorf("leader still %v", nl)
+		}
+		servers, _, err := nl.Node.Configuration()
+		if err != nil {
+			return err
+		}
+		if len(servers) != 2 {
+			return fmt.Errorf("%d servers, want 2", len(servers))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Writes go on through a remaining node.
+	nl := c.Leader()
+	resp, body = do(t, http.MethodPut, nl.URL()+"/v1/kv/after-leave", []byte("x"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("write after leave: %d %s", resp.StatusCode, body)
+	}
+}
