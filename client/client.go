@@ -255,3 +255,34 @@ func headerIndex(h http.Header) uint64 {
 	v, _ := strconv.ParseUint(h.Get(wire.HeaderIndex), 10, 64)
 	return v
 }
+
+// Health reads the leader's failure-detector view (followers forward).
+// healthy is false when the node answered 429 (cluster not healthy); the
+// view is returned either way.
+func (c *Client) Health(ctx context.Context) (h wire.AutopilotHealth, healthy bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/operator/autopilot/health", nil)
+	if err != nil {
+		return h, false, fmt.Errorf("build request: %w", err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return h, false, fmt.Errorf("GET /v1/operator/autopilot/health: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return h, false, fmt.Errorf("read health: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
+		var e wire.Error
+		_ = json.Unmarshal(data, &e)
+		if e.Error == "" {
+			e.Error = http.StatusText(resp.StatusCode)
+		}
+		return h, false, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, false, fmt.Errorf("decode health: %w", err)
+	}
+	return h, resp.StatusCode == http.StatusOK, nil
+}

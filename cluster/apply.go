@@ -29,6 +29,8 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	if n.raft.State() != raft.Leader {
 		return fsm.Result{}, n.notLeader()
 	}
+	id := n.pending.add()
+	defer n.pending.done(id)
 	f := n.raft.Apply(cmd.Encode(), n.cfg.ApplyTimeout)
 
 	// await returns on commit, on loss of leadership and on Close, so this

@@ -62,6 +62,26 @@ type Config struct {
 	// (default).
 	DeadNodeTimeout time.Duration
 
+	// HealthInterval: how often the leader's failure detector refreshes every
+	// server's stats. Default 250ms.
+	HealthInterval time.Duration
+	// HealthContactThreshold: a server whose last contact with the leader is
+	// older than this is unhealthy. Default 200ms.
+	HealthContactThreshold time.Duration
+	// HealthMaxLag: a server more than this many entries behind the leader
+	// is unhealthy. Default 250.
+	HealthMaxLag uint64
+	// MinQuorum: dead-node cleanup never shrinks the voters below this.
+	// 0 = no floor beyond autopilot's own (never remove more than
+	// (voters-1)/2 at once).
+	MinQuorum uint
+	// FetchStats asks another server for its PeerStats (cmd/raftkv wires it
+	// over HTTP). nil = only raft's heartbeat signals feed the detector.
+	FetchStats StatsFetcher
+	// DiskStallTimeout: a leader whose own writes do not commit for this long
+	// while its followers are reachable steps down. Default 2s; 0 = off.
+	DiskStallTimeout time.Duration
+
 	// Logger receives structured logs, including hashicorp/raft's own;
 	// nil = slog.Default().
 	Logger *slog.Logger
@@ -82,6 +102,10 @@ func DefaultConfig() Config {
 		MaxAppendEntries:        512,
 		SnapshotRetain:          2,
 		ServerStabilizationTime: 10 * time.Second,
+		HealthInterval:          250 * time.Millisecond,
+		HealthContactThreshold:  200 * time.Millisecond,
+		HealthMaxLag:            250,
+		DiskStallTimeout:        2 * time.Second,
 	}
 }
 
@@ -132,7 +156,10 @@ func (c Config) Validate() error {
 	if c.SnapshotRetain < 1 {
 		errs = append(errs, fmt.Errorf("snapshot retain %d must be at least 1", c.SnapshotRetain))
 	}
-	if c.ServerStabilizationTime < 0 || c.DeadNodeTimeout < 0 {
+	if c.HealthInterval <= 0 || c.HealthContactThreshold <= 0 {
+		errs = append(errs, errors.New("health interval and contact threshold must be positive"))
+	}
+	if c.ServerStabilizationTime < 0 || c.DeadNodeTimeout < 0 || c.DiskStallTimeout < 0 {
 		errs = append(errs, errors.New("stabilization time and dead node timeout must not be negative"))
 	}
 	return errors.Join(errs...)

@@ -21,6 +21,8 @@ var (
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrShuttingDown: the node is closing; nothing was proposed.
 	ErrShuttingDown = errors.New("node is shutting down")
+	// ErrLeftCluster: an automatic rejoin of a server that left gracefully.
+	ErrLeftCluster = errors.New("server left the cluster gracefully; join it explicitly to bring it back")
 	// ErrUnknownServer: a membership change names a server that is not a member.
 	ErrUnknownServer = errors.New("unknown server")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/raft"
 
@@ -18,12 +19,22 @@ const metaNodePrefix = "node/http/"
 // and clears read readiness each time it stops being leader.
 func (n *Node) watchLeadership() {
 	leaderCh := n.raft.LeaderCh()
+	var stopLeading func()
+	defer func() {
+		if stopLeading != nil {
+			stopLeading()
+		}
+	}()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case isLeader := <-leaderCh:
 			n.resetReady()
+			if stopLeading != nil {
+				stopLeading()
+				stopLeading = nil
+			}
 			if !isLeader {
 				n.log.Info("lost leadership")
 				continue
@@ -31,7 +42,25 @@ func (n *Node) watchLeadership() {
 			n.log.Info("gained leadership", "term", n.raft.CurrentTerm())
 			n.runBarrier()
 			n.registerSelf()
+			stopLeading = n.startLeaderDuties()
 		}
+	}
+}
+
+// startLeaderDuties starts what only a leader runs: the failure detector
+// (autopilot) and the disk-stall watchdog. The returned func stops them and
+// waits for them.
+func (n *Node) startLeaderDuties() func() {
+	ctx, cancel := context.WithCancel(n.ctx)
+	n.detector.start(ctx)
+	var wg sync.WaitGroup
+	if n.cfg.DiskStallTimeout > 0 {
+		wg.Go(func() { n.watchDiskStall(ctx) })
+	}
+	return func() {
+		cancel()
+		n.detector.stop()
+		wg.Wait()
 	}
 }
 

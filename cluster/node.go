@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
@@ -53,7 +54,10 @@ type Node struct {
 	readyTerm uint64        // term whose read barrier has been applied
 	readyCh   chan struct{} // closed when readyTerm becomes the current term
 
-	reads chan *readReq
+	reads    chan *readReq
+	detector *detector
+	fresh    bool // started with no raft state
+	pending  pendingWrites
 
 	startRestores uint64 // snapshots restored into the fsm at start
 }
@@ -142,7 +146,7 @@ func Open(cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("check existing raft state: %w", err)
 	}
 
-	rc := n.raftConfig()
+	rc := n.raftConfig(hlog)
 	n.raft, err = raft.NewRaft(rc, n.sm, logs, n.logDB, snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("start raft: %w", err)
@@ -162,12 +166,15 @@ func Open(cfg Config) (n *Node, err error) {
 		log.Info("bootstrap requested but the data dir has raft state; starting from it instead")
 	}
 
+	n.fresh = !hasState && !cfg.Bootstrap
+	n.detector = newDetector(n)
+	n.wg.Go(n.observe)
 	n.wg.Go(n.watchLeadership)
 	n.wg.Go(n.runReadBatcher)
 	return n, nil
 }
 
-func (n *Node) raftConfig() *raft.Config {
+func (n *Node) raftConfig(hlog hclog.Logger) *raft.Config {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
@@ -182,7 +189,7 @@ func (n *Node) raftConfig() *raft.Config {
 	// The state machine is durable and skips entries it has applied, so a
 	// restart replays only the log tail instead of restoring a snapshot.
 	rc.NoSnapshotRestoreOnStart = true
-	rc.Logger = newRaftLogger(n.log)
+	rc.Logger = hlog
 	return rc
 }
 

@@ -17,6 +17,7 @@ type Status struct {
 	LeaderAddr     string
 	LeaderHTTPAddr string
 	LastIndex      uint64
+	LastLogTerm    uint64
 	CommitIndex    uint64
 	AppliedIndex   uint64 // the state machine's, not raft's
 	LastContact    time.Duration
@@ -36,6 +37,7 @@ func (n *Node) Status() Status {
 		State:          n.raft.State().String(),
 		Term:           n.raft.CurrentTerm(),
 		LastIndex:      n.raft.LastIndex(),
+		LastLogTerm:    n.SelfStats().LastTerm,
 		CommitIndex:    n.raft.CommitIndex(),
 		AppliedIndex:   n.sm.appliedIndex(),
 		LastContact:    n.LastContact(),

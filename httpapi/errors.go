@@ -57,6 +57,8 @@ func classify(err error) (status int, outcome, msg string) {
 		return errTooLarge.status, errTooLarge.outcome, errTooLarge.msg
 	case errors.Is(err, cluster.ErrBadRequest):
 		return http.StatusBadRequest, outcome, err.Error()
+	case errors.Is(err, cluster.ErrLeftCluster):
+		return http.StatusConflict, outcome, err.Error()
 	case errors.Is(err, cluster.ErrUnknownServer):
 		return http.StatusNotFound, outcome, err.Error()
 	case errors.Is(err, cluster.ErrOutcomeUnknown):

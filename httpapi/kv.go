@@ -166,7 +166,7 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
 	if key == "" && !recurse && !keys {
 		return badRequest("missing key: GET /v1/kv/<key> (or ?recurse / ?keys for a prefix)")
 	}
-	if !stale {
+	if !stale && !unsafeLocalReads {
 		if err := a.linearize(r); err != nil {
 			return readError{err}
 		}

@@ -101,6 +101,7 @@ func (a *API) routes() *mux.Router {
 	r.Path("/v1/status/node").Handler(get(a.statusNode))
 	r.Path("/v1/status/digest").Handler(get(a.statusDigest))
 	r.Path("/v1/operator/raft/configuration").Handler(get(a.raftConfiguration))
+	r.Path("/v1/operator/autopilot/health").Handler(get(a.autopilotHealth))
 	r.Path("/v1/operator/raft/peer").Handler(a.methods(map[string]handlerFunc{http.MethodDelete: a.raftRemovePeer}))
 	r.Path("/v1/cluster/join").Handler(post(a.clusterJoin))
 	r.Path("/v1/cluster/leave").Handler(post(a.clusterLeave))

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
+	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/httpapi/wire"
 )
 
@@ -42,7 +44,7 @@ func (a *API) statusNode(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, wire.NodeStatus{
 		ID: s.ID, RaftAddr: s.RaftAddr, HTTPAddr: s.HTTPAddr, State: s.State, Term: s.Term,
 		LeaderID: s.LeaderID, LeaderAddr: s.LeaderAddr, LeaderHTTPAddr: s.LeaderHTTPAddr,
-		LastIndex: s.LastIndex, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
+		LastIndex: s.LastIndex, LastLogTerm: s.LastLogTerm, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
 		LastContactMs: lc, Voter: s.Voter, Member: s.Member, ReadReady: s.ReadReady,
 		SnapshotsTaken: s.SnapshotsTaken, Restores: s.Restores,
 	})
@@ -94,12 +96,12 @@ func (a *API) raftRemovePeer(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return badRequest("missing ?id=<server id> (or ?address=<raft address>)")
 	}
-	return a.remove(w, r, nil, id)
+	return a.remove(w, r, nil, id, false)
 }
 
-func (a *API) remove(w http.ResponseWriter, r *http.Request, body []byte, id string) error {
+func (a *API) remove(w http.ResponseWriter, r *http.Request, body []byte, id string, graceful bool) error {
 	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
-		return a.node.Remove(ctx, id)
+		return a.node.Remove(ctx, id, graceful)
 	})
 	if forwarded || err != nil {
 		return err
@@ -118,7 +120,7 @@ func (a *API) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("join needs ID and RaftAddr")
 	}
 	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
-		return a.node.Join(ctx, req.ID, req.RaftAddr, req.HTTPAddr)
+		return a.node.Join(ctx, cluster.JoinRequest{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Fresh: req.Fresh, Auto: req.Auto})
 	})
 	if forwarded || err != nil {
 		return err
@@ -141,7 +143,7 @@ func (a *API) clusterLeave(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.remove(w, r, body, req.ID)
+	return a.remove(w, r, body, req.ID, true)
 }
 
 func (a *API) internalReadIndex(w http.ResponseWriter, r *http.Request) error {
@@ -173,4 +175,43 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
 		return nil, badRequest("invalid JSON body: %v", err)
 	}
 	return body, nil
+}
+
+func (a *API) autopilotHealth(w http.ResponseWriter, r *http.Request) error {
+	var h cluster.Health
+	forwarded, err := a.leaderDo(w, r, nil, func(context.Context) error {
+		var err error
+		h, err = a.node.Health()
+		return err
+	})
+	if forwarded || err != nil {
+		return readErrorOf(err)
+	}
+	out := wire.AutopilotHealth{Healthy: h.Healthy, FailureTolerance: h.FailureTolerance, Leader: h.Leader, Servers: []wire.AutopilotServer{}}
+	for _, s := range h.Servers {
+		status := "alive"
+		if !s.Reachable && !s.Leader {
+			status = "failed"
+		}
+		out.Servers = append(out.Servers, wire.AutopilotServer{
+			ID: s.ID, Name: s.ID, Address: s.Address, SerfStatus: status, Leader: s.Leader,
+			LastContact: s.LastContact.String(), LastContactMs: s.LastContact.Milliseconds(),
+			LastTerm: s.LastTerm, LastIndex: s.LastIndex, Healthy: s.Healthy, Voter: s.Voter,
+			StableSince: s.StableSince.UTC().Format(time.RFC3339Nano),
+			HTTPAddr:    s.HTTPAddr, Reachable: s.Reachable || s.Leader, Lag: s.Lag,
+		})
+	}
+	status := http.StatusOK
+	if !h.Healthy {
+		status = http.StatusTooManyRequests
+	}
+	writeJSON(w, status, out)
+	return nil
+}
+
+func readErrorOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	return readError{err}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -68,6 +69,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 			},
 		},
 		newLeaveCmd(g),
+		newHealthCmd(g),
 		&cobra.Command{
 			Use:   "remove ID",
 			Short: "Remove server ID from the cluster (it need not be running)",
@@ -128,4 +130,38 @@ func printStatus(w io.Writer, s wire.NodeStatus) {
 		fmt.Fprintf(tw, "%s:\t%v\n", r.k, r.v)
 	}
 	tw.Flush()
+}
+
+func newHealthCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "health",
+		Short: "Show the leader's failure-detector view of every server (exit 1 when unhealthy)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, healthy, err := g.client().Health(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := printOut(cmd.OutOrStdout(), g.output, h, func(w io.Writer) {
+				fmt.Fprintf(w, "Healthy: %t   Failure tolerance: %d   Leader: %s\n\n", h.Healthy, h.FailureTolerance, h.Leader)
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tADDRESS\tROLE\tVOTER\tHEALTHY\tREACHABLE\tLAST CONTACT\tLAST INDEX\tLAG\tTERM\tSINCE")
+				for _, s := range h.Servers {
+					role := "follower"
+					if s.Leader {
+						role = "leader"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%t\t%t\t%s\t%d\t%d\t%d\t%s\n", s.ID, s.Address, role, s.Voter,
+						s.Healthy, s.Reachable, s.LastContact, s.LastIndex, s.Lag, s.LastTerm, s.StableSince)
+				}
+				tw.Flush()
+			}); err != nil {
+				return err
+			}
+			if !healthy {
+				return errors.New("cluster is not healthy")
+			}
+			return nil
+		},
+	}
 }

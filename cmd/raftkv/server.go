@@ -24,6 +24,7 @@ type serverFlags struct {
 	httpAddr      string
 	httpAdvertise string
 	join          []string
+	rejoinAfter   time.Duration
 	logLevel      string
 	logFormat     string
 }
@@ -65,6 +66,12 @@ and rejoins by itself.`,
 	f.IntVar(&c.MaxAppendEntries, "max-append-entries", c.MaxAppendEntries, "entries per AppendEntries RPC / group commit")
 	f.DurationVar(&c.ServerStabilizationTime, "server-stabilization-time", c.ServerStabilizationTime, "a new server must be healthy this long before it becomes a voter")
 	f.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", 0, "remove a voter unhealthy for longer than this (0 = never)")
+	f.DurationVar(&sf.rejoinAfter, "rejoin-after", 5*time.Second, "with no leader contact for this long, check membership and ask to be re-added if removed")
+	f.DurationVar(&c.HealthContactThreshold, "health-contact-threshold", c.HealthContactThreshold, "a server with no leader contact for longer is unhealthy")
+	f.Uint64Var(&c.HealthMaxLag, "health-max-lag", c.HealthMaxLag, "a server more entries behind the leader is unhealthy")
+	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often the leader refreshes every server's health")
+	f.UintVar(&c.MinQuorum, "min-quorum", 0, "dead-node cleanup never shrinks the voters below this")
+	f.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a leader whose writes do not commit for this long (followers reachable) steps down; 0 = off")
 	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&sf.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -97,6 +104,7 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	}
 	cfg.HTTPAddr = sf.httpAdvertise
 	cfg.Logger = log
+	cfg.FetchStats = statsFetcher()
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -132,9 +140,11 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	joinDone := make(chan struct{})
 	go func() { // stopped by stopJoin
 		defer close(joinDone)
+		req := wire.JoinRequest{ID: cfg.ID, RaftAddr: node.RaftAddr(), HTTPAddr: sf.httpAdvertise, Fresh: node.Fresh()}
 		if len(sf.join) > 0 {
-			joinLoop(joinCtx, log, sf.join, wire.JoinRequest{ID: cfg.ID, RaftAddr: cfgAdvertise(cfg), HTTPAddr: sf.httpAdvertise})
+			joinLoop(joinCtx, log, sf.join, req)
 		}
+		rejoinWatchdog(joinCtx, log, node, sf.join, req, sf.rejoinAfter)
 	}()
 
 	var runErr error
@@ -159,13 +169,6 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	api.Close()
 	log.Info("stopped")
 	return runErr
-}
-
-func cfgAdvertise(c cluster.Config) string {
-	if c.RaftAdvertise != "" {
-		return c.RaftAdvertise
-	}
-	return c.RaftAddr
 }
 
 // joinLoop asks the listed nodes, in turn, to add this one, until one says

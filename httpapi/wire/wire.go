@@ -48,6 +48,7 @@ type NodeStatus struct {
 	LeaderAddr     string
 	LeaderHTTPAddr string
 	LastIndex      uint64
+	LastLogTerm    uint64
 	CommitIndex    uint64
 	AppliedIndex   uint64
 	LastContactMs  int64 // -1 when never contacted
@@ -87,6 +88,11 @@ type JoinRequest struct {
 	ID       string
 	RaftAddr string
 	HTTPAddr string
+	// Fresh: the joining server has no Raft state (new or wiped data dir).
+	Fresh bool `json:",omitempty"`
+	// Auto: sent by a node's own watchdog after it noticed it was removed;
+	// refused with 409 for a node that left gracefully.
+	Auto bool `json:",omitempty"`
 }
 
 // LeaveRequest is the body of POST /v1/cluster/leave; an empty ID means the
@@ -98,4 +104,35 @@ type LeaveRequest struct {
 // ReadIndex is GET /v1/internal/read-index, answered by the leader.
 type ReadIndex struct {
 	Index uint64
+}
+
+// AutopilotServer is one entry of GET /v1/operator/autopilot/health
+// (Consul's shape; LastContact is a Go duration string).
+type AutopilotServer struct {
+	ID          string
+	Name        string
+	Address     string
+	SerfStatus  string
+	Version     string
+	Leader      bool
+	LastContact string
+	LastTerm    uint64
+	LastIndex   uint64
+	Healthy     bool
+	Voter       bool
+	StableSince string
+	// raftkv additions
+	HTTPAddr      string
+	Reachable     bool
+	Lag           uint64
+	LastContactMs int64
+}
+
+// AutopilotHealth is GET /v1/operator/autopilot/health: 200 when Healthy,
+// 429 when not.
+type AutopilotHealth struct {
+	Healthy          bool
+	FailureTolerance int
+	Leader           string
+	Servers          []AutopilotServer
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/httpapi"
 )
@@ -100,6 +101,13 @@ func (c *Cluster) StartNode(i int) {
 	cfg := nd.Cfg
 	cfg.HTTPAddr = nd.HTTPAddr
 	cfg.Logger = c.log
+	cfg.FetchStats = func(ctx context.Context, httpAddr string) (cluster.PeerStats, error) {
+		s, err := client.New(httpAddr, 2*time.Second).Status(ctx)
+		if err != nil {
+			return cluster.PeerStats{}, err
+		}
+		return cluster.PeerStats{LastContact: time.Duration(s.LastContactMs) * time.Millisecond, LastTerm: s.LastLogTerm, LastIndex: s.LastIndex}, nil
+	}
 	node, err := cluster.Open(cfg)
 	if err != nil {
 		ln.Close()
@@ -146,7 +154,7 @@ func (c *Cluster) join(nd *Node) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return l.Node.Join(ctx, nd.ID, nd.Node.RaftAddr(), nd.HTTPAddr)
+		return l.Node.Join(ctx, cluster.JoinRequest{ID: nd.ID, RaftAddr: nd.Node.RaftAddr(), HTTPAddr: nd.HTTPAddr, Fresh: nd.Node.Fresh()})
 	})
 	if err != nil {
 		c.t.Fatalf("join %s: %v", nd.ID, err)
