@@ -34,3 +34,18 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+# jepsen-lite soak: 5 nodes, all faults combined, one run per seed:workload
+# (3 x 200s = 10 minutes). Exit status is the first non-valid verdict.
+JEPSEN_RUNS ?= 1:register 2:set 3:register
+JEPSEN_TIME ?= 200s
+.PHONY: jepsen test-jepsen
+jepsen: build
+	$(GO) build $(GOFLAGS_TAGS) -o $(BIN)/jepsen-lite ./cmd/jepsen-lite
+	@for r in $(JEPSEN_RUNS); do \
+	  $(BIN)/jepsen-lite run --binary $(BIN)/raftkv --nodes 5 --nemesis all --combine \
+	    --time-limit $(JEPSEN_TIME) --seed $${r%%:*} --workload $${r##*:} || exit $$?; done
+
+# The jepsen-lite CI scenarios alone (about 5 minutes; partitions need root).
+test-jepsen:
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 15m -v ./jepsen-lite/

@@ -48,7 +48,8 @@ type Config struct {
 	// Clients lists the client counts to run, one measurement each, in order. Default [16].
 	Clients []int
 	// Conns caps the TCP connections per node (http.Transport.MaxConnsPerHost); clients beyond it
-	// wait for a free connection. 0 (default) means one kept-alive connection per client.
+	// wait for a free connection. 0 (default) means no cap: in practice one kept-alive
+	// connection per client (net/http may dial a spare when a request finds none idle).
 	Conns int
 	// Duration is how long each measurement lasts when Total is 0. Default 10s.
 	Duration time.Duration
@@ -92,6 +93,9 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives diagnostics. Default discards.
 	Logger *slog.Logger
+
+	// nodeCPU, when set, reads the nodes' CPU time so far by node ID (spawned clusters only).
+	nodeCPU func() map[string]time.Duration
 }
 
 // DefaultConfig returns the defaults documented on Config.

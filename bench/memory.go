@@ -2,10 +2,12 @@ package bench
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // NodeMemory is one spawned node's memory, read from /proc/<pid>/status (Linux only).
@@ -57,6 +59,46 @@ func (c *spawnedCluster) memory() []NodeMemory {
 			continue
 		}
 		out = append(out, NodeMemory{ID: n.ID, RSSMB: rss, PeakRSSMB: peak})
+	}
+	return out
+}
+
+// procCPU returns the CPU time (user + system) pid has used, from /proc/<pid>/stat (Linux).
+// Its unit is USER_HZ ticks, 100 per second on every Linux the tool runs on.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces: count from after it.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(f))
+	}
+	// After the name: state(3) ... utime(14) stime(15), i.e. f[11] and f[12].
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(ut+st) * (time.Second / 100), nil
+}
+
+// cpu reads every running node's CPU time so far, by node ID.
+func (c *spawnedCluster) cpu() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, n := range c.running() {
+		p, ok := n.proc.(interface{ PID() int })
+		if !ok {
+			continue
+		}
+		if d, err := procCPU(p.PID()); err == nil {
+			out[n.ID] = d
+		}
 	}
 	return out
 }

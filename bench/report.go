@@ -41,6 +41,32 @@ type RunResult struct {
 	Ops     []OpResult `json:"ops"`
 	// Host is the machine's load when the measurement ended (the 1-minute average covers it).
 	Host HostLoad `json:"host"`
+	// NodeCPU is the cores each node used on average during the measurement, and CPUPerOpUs
+	// the nodes' CPU time summed, per successful request: a cost that a busy machine distorts
+	// far less than throughput. Known only when the tool spawned the nodes.
+	NodeCPU    map[string]float64 `json:"node_cpu,omitempty"`
+	CPUPerOpUs float64            `json:"cpu_per_op_us,omitempty"`
+}
+
+// addNodeCPU fills NodeCPU and CPUPerOpUs from CPU times read before and after the run.
+func (r *RunResult) addNodeCPU(before, after map[string]time.Duration, elapsed time.Duration) {
+	var total time.Duration
+	r.NodeCPU = map[string]float64{}
+	for id, a := range after {
+		b, ok := before[id]
+		if !ok || a < b {
+			continue // restarted or new during the run
+		}
+		r.NodeCPU[id] = (a - b).Seconds() / elapsed.Seconds()
+		total += a - b
+	}
+	var ok int64
+	for _, op := range r.Ops {
+		ok += op.Count
+	}
+	if ok > 0 {
+		r.CPUPerOpUs = float64(total.Microseconds()) / float64(ok)
+	}
 }
 
 // OpResult is one operation kind within a run.
@@ -198,6 +224,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, run := range r.Runs {
+		if len(run.NodeCPU) == 0 {
+			continue
+		}
+		var parts []string
+		for _, id := range slices.Sorted(maps.Keys(run.NodeCPU)) {
+			parts = append(parts, fmt.Sprintf("%s %.2f", id, run.NodeCPU[id]))
+		}
+		fmt.Fprintf(w, "c=%d: node cpu (cores) %s; %.0f µs of node CPU per request\n", run.Clients, strings.Join(parts, ", "), run.CPUPerOpUs)
 	}
 	writeMemory(w, r.Memory)
 	for _, run := range r.Runs {

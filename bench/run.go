@@ -81,6 +81,10 @@ func runLoad(ctx context.Context, cfg Config, hc *http.Client, targets []string,
 	}
 	label := fmt.Sprintf("%s c=%d", cfg.Workload, n)
 	cpu0 := processCPU()
+	var nodes0 map[string]time.Duration
+	if cfg.nodeCPU != nil {
+		nodes0 = cfg.nodeCPU()
+	}
 	elapsed := drive(ctx, cfg.Duration, cfg.Total, workers, cfg.Progress, label,
 		func(ctx context.Context, w *worker) error { return w.step(ctx, cfg.Workload) })
 	if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -92,6 +96,9 @@ func runLoad(ctx context.Context, cfg Config, hc *http.Client, targets []string,
 	}
 	res := newRunResult(cfg, n, elapsed, mergeRecorders(recs))
 	res.Host.ToolCPU = (processCPU() - cpu0).Seconds() / elapsed.Seconds()
+	if cfg.nodeCPU != nil {
+		res.addNodeCPU(nodes0, cfg.nodeCPU(), elapsed)
+	}
 	return res, nil
 }
 

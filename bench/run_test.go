@@ -247,7 +247,9 @@ func TestRunConnections(t *testing.T) {
 		wantMax        int64 // most connections open at once, at most
 	}{
 		{clients: 8, conns: 2, wantMax: 2},
-		{clients: 4, conns: 0, wantMax: 4 + 1}, // one per client, plus the status query's
+		{clients: 3, conns: 1, wantMax: 1},
+		// With no cap net/http may dial a spare connection while another frees up, so the
+		// uncapped case has no exact bound to test.
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("c%d/conns%d", tt.clients, tt.conns), func(t *testing.T) {

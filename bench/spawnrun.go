@@ -37,6 +37,7 @@ func runSpawned(ctx context.Context, cfg Config, spawn SpawnConfig, start starte
 		cfg.Nodes = append(cfg.Nodes, n.HTTPAddr)
 	}
 	cfg.DataDir = c.cfg.Dir
+	cfg.nodeCPU = c.cpu
 	rep, err = Run(ctx, cfg)
 	if rep != nil {
 		rep.Memory = c.memory()

@@ -84,6 +84,7 @@ func (p *pendingWrites) oldest() time.Time {
 	}
 	return o
 }
+
 // quorumReachable reports whether the failure detector reaches a majority
 // of voters (counting this leader).
 func (n *Node) quorumReachable() bool {

@@ -64,7 +64,6 @@ type JoinRequest struct {
 // metaLeftPrefix marks servers that left gracefully: metaLeftPrefix+ID.
 const metaLeftPrefix = "node/left/"
 
-
 // Join adds a server on the leader, as a non-voter: the failure detector
 // promotes it to voter once it has caught up and stayed healthy for
 // ServerStabilizationTime, so an empty or slow newcomer never weakens the

@@ -46,9 +46,9 @@ type Node struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	shutdownCh chan struct{} // closed by Close; unblocks raft futures (see await)
-	wg     sync.WaitGroup
-	closed atomic.Bool
-	once   sync.Once
+	wg         sync.WaitGroup
+	closed     atomic.Bool
+	once       sync.Once
 
 	readyMu   sync.Mutex
 	readyTerm uint64        // term whose read barrier has been applied

@@ -189,4 +189,3 @@ func printOut(w io.Writer, format string, v any, table func(io.Writer)) error {
 	table(w)
 	return nil
 }
-

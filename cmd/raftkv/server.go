@@ -200,4 +200,3 @@ func joinLoop(ctx context.Context, log *slog.Logger, addrs []string, req wire.Jo
 		backoff = min(backoff*2, 2*time.Second)
 	}
 }
-
