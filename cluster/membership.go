@@ -168,6 +168,9 @@ func (n *Node) Remove(ctx context.Context, id string, graceful bool) error {
 		}
 	}
 	if !found {
+		if graceful {
+			return nil // already gone: a repeated leave succeeds
+		}
 		return fmt.Errorf("%w: %s", ErrUnknownServer, id)
 	}
 	if id == n.cfg.ID {

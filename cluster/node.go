@@ -130,14 +130,16 @@ func Open(cfg Config) (n *Node, err error) {
 			return nil, fmt.Errorf("resolve raft advertise address %q: %w", cfg.advertise(), err)
 		}
 	}
-	n.trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{
+	stream, err := newRetryStreamLayer(cfg.RaftAddr, adv, n.shutdownCh)
+	if err != nil {
+		return nil, fmt.Errorf("raft transport: %w", err)
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
 		Logger:  hlog.Named("transport"),
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
-	}
 	closers = append(closers, n.trans.Close)
 	n.cfg.RaftAdvertise = string(n.trans.LocalAddr())
 

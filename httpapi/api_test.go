@@ -179,10 +179,17 @@ func TestStatusAndOperatorEndpoints(t *testing.T) {
 	if err := json.Unmarshal(body, &leader); err != nil || leader != l.Node.RaftAddr() {
 		t.Fatalf("status/leader = %s, want %q", body, l.Node.RaftAddr())
 	}
-	_, body = do(t, http.MethodGet, f.URL()+"/v1/status/peers", nil)
-	var peers []string
-	if err := json.Unmarshal(body, &peers); err != nil || len(peers) != 3 {
-		t.Fatalf("status/peers = %s", body)
+	// A follower answers from its own copy of the configuration, which
+	// learns the last promotion a moment after the leader.
+	if err := testcluster.Poll(5*time.Second, func() error {
+		_, body := do(t, http.MethodGet, f.URL()+"/v1/status/peers", nil)
+		var peers []string
+		if err := json.Unmarshal(body, &peers); err != nil || len(peers) != 3 {
+			return fmt.Errorf("status/peers = %s (%v)", body, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	_, body = do(t, http.MethodGet, f.URL()+"/v1/status/node", nil)
 	var st wire.NodeStatus

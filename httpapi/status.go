@@ -100,9 +100,9 @@ func (a *API) raftRemovePeer(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) remove(w http.ResponseWriter, r *http.Request, body []byte, id string, graceful bool) error {
-	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
+	forwarded, err := a.leaderDo(w, r, body, retryUnknown(func(ctx context.Context) error {
 		return a.node.Remove(ctx, id, graceful)
-	})
+	}))
 	if forwarded || err != nil {
 		return err
 	}
@@ -119,9 +119,9 @@ func (a *API) clusterJoin(w http.ResponseWriter, r *http.Request) error {
 	if req.ID == "" || req.RaftAddr == "" {
 		return badRequest("join needs ID and RaftAddr")
 	}
-	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
+	forwarded, err := a.leaderDo(w, r, body, retryUnknown(func(ctx context.Context) error {
 		return a.node.Join(ctx, cluster.JoinRequest{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Fresh: req.Fresh, Auto: req.Auto})
-	})
+	}))
 	if forwarded || err != nil {
 		return err
 	}
@@ -214,4 +214,20 @@ func readErrorOf(err error) error {
 		return nil
 	}
 	return readError{err}
+}
+
+// retryUnknown retries an idempotent membership change whose outcome was
+// unknown (leadership lost mid-way, common right after a leadership
+// transfer): running it again is safe and gives the client a definite
+// answer. A *NotLeaderError ends the loop so leaderDo can forward.
+func retryUnknown(op func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var err error
+		for attempt := 0; attempt < 3; attempt++ {
+			if err = op(ctx); !errors.Is(err, cluster.ErrOutcomeUnknown) || ctx.Err() != nil {
+				return err
+			}
+		}
+		return err
+	}
 }

@@ -104,6 +104,9 @@ type e2eNode struct {
 	raftAddr string
 	logPath  string
 	bin      string
+	// flags are server flags passed on every start and restart (timeouts,
+	// snapshot tuning), before the start's own --bootstrap or --join.
+	flags []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -156,7 +159,8 @@ func (n *e2eNode) start(t *testing.T, extra ...string) {
 		"--data-dir", n.dataDir,
 		"--http-addr", n.httpAddr,
 		"--raft-addr", n.raftAddr,
-	}, extra...)
+	}, n.flags...)
+	args = append(args, extra...)
 	fmt.Fprintf(n.logFile, "=== e2e: start #%d at %s: raftkv %s\n", n.starts, time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	cmd := exec.Command(n.bin, args...)
 	cmd.Env = cleanEnv()
@@ -244,6 +248,13 @@ type e2eCluster struct {
 // t.Cleanup, and the logs are printed if the test failed.
 func startCluster(t *testing.T, n int) *e2eCluster {
 	t.Helper()
+	return startClusterWith(t, n)
+}
+
+// startClusterWith is startCluster with server flags that every node gets on
+// every start and restart.
+func startClusterWith(t *testing.T, n int, flags ...string) *e2eCluster {
+	t.Helper()
 	bin := raftkvBinary(t)
 	dir := t.TempDir()
 	c := &e2eCluster{t: t}
@@ -256,6 +267,7 @@ func startCluster(t *testing.T, n int) *e2eCluster {
 			raftAddr: freePort(t),
 			logPath:  filepath.Join(dir, id+".log"),
 			bin:      bin,
+			flags:    flags,
 		})
 	}
 	// Cleanups run last-registered first: stop every node, then dump logs.
