@@ -51,7 +51,7 @@ type Option func(*cluster.Config)
 // It returns once every node is a voter and a leader is ready.
 func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
-	level := slog.LevelWarn
+	level := slog.LevelError
 	if os.Getenv("RAFTKV_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
