@@ -151,6 +151,7 @@ func catchup(ctx context.Context, cfg CatchupConfig, start starter) (rep *Catchu
 		workers[i] = newWorker(lc, hc, []string{baseURL(leader.HTTPAddr)}, lc.Seed+uint64(i), false)
 	}
 	var seq atomic.Int64
+	cpu0, nodes0 := processCPU(), c.cpu()
 	elapsed := drive(ctx, 0, int64(cfg.Writes), workers, cfg.Progress, fmt.Sprintf("catch-up writes c=%d", cfg.Clients),
 		func(ctx context.Context, w *worker) error { return w.write(ctx, int(seq.Add(1)-1)%lc.Keys) })
 	if err := ctx.Err(); err != nil {
@@ -161,6 +162,8 @@ func catchup(ctx context.Context, cfg CatchupConfig, start starter) (rep *Catchu
 		recs[i] = w.rec
 	}
 	rep.Load = newRunResult(lc, cfg.Clients, elapsed, mergeRecorders(recs))
+	rep.Load.Host.ToolCPU = (processCPU() - cpu0).Seconds() / elapsed.Seconds()
+	rep.Load.addNodeCPU(nodes0, c.cpu(), elapsed)
 
 	ls, err := nodeStatus(ctx, c.hc, leader.HTTPAddr)
 	if err != nil {

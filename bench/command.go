@@ -120,6 +120,7 @@ func newLoadCommand(workload, short string) *cobra.Command {
 	fs.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "value length in bytes")
 	fs.StringVar(&cfg.Target, "target", cfg.Target, "nodes to load: leader, followers or all")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout")
+	fs.DurationVar(&cfg.ErrorBackoff, "error-backoff", cfg.ErrorBackoff, "pause after a failed request")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "key choice seed (0: from the clock; the report shows it)")
 	fs.BoolVar(&cfg.Baselines, "baselines", cfg.Baselines, "measure the fsync and loopback HTTP baselines first")
 	fs.DurationVar(&cfg.BaselineDuration, "baseline-duration", cfg.BaselineDuration, "length of one baseline round")

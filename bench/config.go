@@ -74,6 +74,10 @@ type Config struct {
 	Prefill bool
 	// Timeout bounds one request. Default 10s.
 	Timeout time.Duration
+	// ErrorBackoff is how long a client waits after a failed request before its next one, so
+	// that during an election clients do not spin on instant 503s and starve the nodes of CPU.
+	// Default 10ms; 0 retries at once.
+	ErrorBackoff time.Duration
 	// Seed seeds key choice; client i uses Seed+i. 0 picks one from the clock (it is reported).
 	Seed uint64
 
@@ -113,6 +117,7 @@ func DefaultConfig() Config {
 		Target:           TargetLeader,
 		Prefill:          true,
 		Timeout:          10 * time.Second,
+		ErrorBackoff:     10 * time.Millisecond,
 		Baselines:        true,
 		BaselineDuration: time.Second,
 		BaselineRounds:   3,
@@ -173,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive"))
+	}
+	if c.ErrorBackoff < 0 {
+		errs = append(errs, errors.New("error backoff must not be negative"))
 	}
 	if c.Baselines && (c.BaselineDuration <= 0 || c.BaselineRounds < 1) {
 		errs = append(errs, errors.New("baseline duration and rounds must be positive"))

@@ -237,6 +237,7 @@ func failover(ctx context.Context, cfg FailoverConfig, start starter) (rep *Fail
 		workers[i] = w
 	}
 
+	cpu0 := processCPU()
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	loadDone := make(chan time.Duration, 1)
@@ -279,6 +280,7 @@ func failover(ctx context.Context, cfg FailoverConfig, start starter) (rep *Fail
 		recs[i] = w.rec
 	}
 	rep.Load = newRunResult(lc, cfg.Clients, elapsed, mergeRecorders(recs))
+	rep.Load.Host.ToolCPU = (processCPU() - cpu0).Seconds() / elapsed.Seconds()
 	rep.Unavailable = statOf(rep.Kills, func(k KillResult) float64 { return k.UnavailableMs })
 	rep.KillToWrite = statOf(rep.Kills, func(k KillResult) float64 { return k.KillToWriteMs })
 	rep.NewLeader = statOf(rep.Kills, func(k KillResult) float64 { return k.NewLeaderMs })

@@ -335,6 +335,9 @@ func (r *CatchupReport) WriteTable(w io.Writer) error {
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "write errors: %s\n", strings.Join(errs, ", "))
 	}
+	if r.Load.CPUPerOpUs > 0 {
+		fmt.Fprintf(w, "node CPU per write: %.0f µs (two nodes up)\n", r.Load.CPUPerOpUs)
+	}
 	fmt.Fprintf(w, "restart -> answering: %.0f ms (applied index %d)\n", r.AnswerMs, r.StartIndex)
 	fmt.Fprintf(w, "restart -> applied index >= leader's commit index %d: %.0f ms\n", r.TargetIndex, r.CatchupMs)
 	writeMemory(w, r.Memory)

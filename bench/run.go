@@ -14,7 +14,8 @@ import (
 )
 
 // Run measures cfg.Workload at each client count in cfg.Clients, after the baselines (when
-// enabled) and the prefill (when the workload reads), and returns the report.
+// enabled) and the prefill (when the workload reads), and returns the report. When ctx ends
+// part way, the report holds the measurements finished so far, alongside the error.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -51,19 +52,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, n := range cfg.Clients {
 		if rep.Baselines != nil {
 			if err := rep.Baselines.floorFor(ctx, cfg, n); err != nil {
-				return nil, fmt.Errorf("baselines: %w", err)
+				return rep, fmt.Errorf("baselines: %w", err)
 			}
 		}
 		if cfg.Warmup > 0 {
 			wcfg := cfg
 			wcfg.Total, wcfg.Duration, wcfg.Progress = 0, cfg.Warmup, nil
 			if _, err := runLoad(ctx, wcfg, hc, targets, n, prefilled); err != nil {
-				return nil, fmt.Errorf("warmup: %w", err)
+				return rep, fmt.Errorf("warmup: %w", err)
 			}
 		}
 		res, err := runLoad(ctx, cfg, hc, targets, n, prefilled)
 		if err != nil {
-			return nil, err
+			return rep, err
 		}
 		rep.addRun(res)
 	}
@@ -86,7 +87,13 @@ func runLoad(ctx context.Context, cfg Config, hc *http.Client, targets []string,
 		nodes0 = cfg.nodeCPU()
 	}
 	elapsed := drive(ctx, cfg.Duration, cfg.Total, workers, cfg.Progress, label,
-		func(ctx context.Context, w *worker) error { return w.step(ctx, cfg.Workload) })
+		func(ctx context.Context, w *worker) error {
+			err := w.step(ctx, cfg.Workload)
+			if err != nil && cfg.ErrorBackoff > 0 {
+				_ = sleepCtx(ctx, cfg.ErrorBackoff)
+			}
+			return err
+		})
 	if err := ctx.Err(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return RunResult{}, err
 	}
