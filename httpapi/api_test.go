@@ -253,3 +253,42 @@ func TestLeaveOfLeaderHandsOver(t *testing.T) {
 		t.Fatalf("write after leave: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestHealthAndReady(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	for _, nd := range c.Nodes {
+		if resp, body := do(t, http.MethodGet, nd.URL()+"/v1/health", nil); resp.StatusCode != 200 {
+			t.Fatalf("%s health: %d %s", nd.ID, resp.StatusCode, body)
+		}
+		if err := testcluster.Poll(5*time.Second, func() error {
+			if resp, body := do(t, http.MethodGet, nd.URL()+"/v1/ready", nil); resp.StatusCode != 200 {
+				return fmt.Errorf("%s ready: %d %s", nd.ID, resp.StatusCode, body)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two of three gone: the survivor is alive but not ready (no quorum,
+	// hence no leader).
+	l := c.WaitLeader(5 * time.Second)
+	var survivor *testcluster.Node
+	for i, nd := range c.Nodes {
+		if nd != l && survivor == nil {
+			survivor = nd
+			continue
+		}
+		c.StopNode(i)
+	}
+	if resp, _ := do(t, http.MethodGet, survivor.URL()+"/v1/health", nil); resp.StatusCode != 200 {
+		t.Fatalf("survivor health: %d", resp.StatusCode)
+	}
+	if err := testcluster.Poll(10*time.Second, func() error {
+		if resp, body := do(t, http.MethodGet, survivor.URL()+"/v1/ready", nil); resp.StatusCode != 503 {
+			return fmt.Errorf("survivor ready: %d %s, want 503", resp.StatusCode, body)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -96,6 +96,8 @@ func (a *API) routes() *mux.Router {
 	post := func(h handlerFunc) http.Handler {
 		return a.methods(map[string]handlerFunc{http.MethodPost: h, http.MethodPut: h})
 	}
+	r.Path("/v1/health").Handler(get(a.health))
+	r.Path("/v1/ready").Handler(get(a.ready))
 	r.Path("/v1/status/leader").Handler(get(a.statusLeader))
 	r.Path("/v1/status/peers").Handler(get(a.statusPeers))
 	r.Path("/v1/status/node").Handler(get(a.statusNode))

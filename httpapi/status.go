@@ -231,3 +231,47 @@ func retryUnknown(op func(ctx context.Context) error) func(ctx context.Context) 
 		return err
 	}
 }
+
+// health is process liveness for load balancers and orchestrators: it
+// answers 200 whenever the process serves HTTP.
+func (a *API) health(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "id": a.node.ID()})
+	return nil
+}
+
+// ready answers 200 only when this node can serve linearizable reads now:
+// a leader is known, this node is a member, and either it is the leader
+// with its read barrier applied or it is a follower that heard from the
+// leader recently and whose state machine is within readyMaxLag entries
+// of the commit index it knows. Otherwise 503 with the reason.
+func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
+	s := a.node.Status()
+	reason := ""
+	switch {
+	case !s.Member:
+		reason = "not a member of the cluster"
+	case s.LeaderID == "":
+		reason = "no known leader"
+	case s.State == "Leader" && !s.ReadReady:
+		reason = "leader has not applied its read barrier yet"
+	case s.State != "Leader" && (s.LastContact < 0 || s.LastContact > readyMaxContact):
+		reason = "no recent contact with the leader"
+	case s.CommitIndex > s.AppliedIndex+readyMaxLag:
+		reason = "state machine is catching up"
+	}
+	body := map[string]any{"ready": reason == "", "id": s.ID, "state": s.State, "leader": s.LeaderID,
+		"commit_index": s.CommitIndex, "applied_index": s.AppliedIndex}
+	if reason != "" {
+		body["reason"] = reason
+		w.Header().Set(wire.HeaderOutcome, wire.OutcomeFailed)
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return nil
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+const (
+	readyMaxContact = 2 * time.Second
+	readyMaxLag     = 1000
+)
