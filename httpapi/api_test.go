@@ -292,3 +292,24 @@ func TestHealthAndReady(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMetricsEndpoint(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	l := c.WaitLeader(5 * time.Second)
+	do(t, http.MethodPut, c.Follower().URL()+"/v1/kv/m", []byte("v"))
+	resp, body := do(t, http.MethodGet, l.URL()+"/metrics", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics: %d", resp.StatusCode)
+	}
+	for _, want := range []string{
+		`raftkv_http_requests_total{code="200",method="PUT",route="/v1/kv/"} 1`,
+		"raftkv_raft_is_leader 1",
+		"raftkv_fsm_keys 1",
+		`raftkv_server_healthy{server="` + l.ID + `"} 1`,
+		"raftkv_failure_tolerance",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftkv/raftkv/cluster"
 )
@@ -23,6 +24,9 @@ type Config struct {
 	// ReadTimeout bounds a linearizable read (confirmation plus waiting for
 	// the local state machine). Default 5s.
 	ReadTimeout time.Duration
+	// Registry receives the API's Prometheus metrics and is served at
+	// /metrics; nil = a private registry.
+	Registry *prometheus.Registry
 	// LeaderWait is how long a request that finds no known leader waits for
 	// one before failing. Default 2s: an election takes well under that.
 	LeaderWait time.Duration
@@ -39,7 +43,8 @@ type API struct {
 	node   *cluster.Node
 	log    *slog.Logger
 	client *http.Client // to the leader, kept-alive
-	router *mux.Router
+	router  http.Handler
+	metrics *metrics
 }
 
 // New builds the API handler.
@@ -68,7 +73,15 @@ func New(cfg Config) *API {
 			IdleConnTimeout:     90 * time.Second,
 		}},
 	}
-	a.router = a.routes()
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	a.registerMetrics(reg)
+	r := a.routes()
+	r.Path("/metrics").Handler(metricsHandler(reg))
+	r.Use(a.instrument)
+	a.router = r
 	return a
 }
 

@@ -112,6 +112,11 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		return usageError{errors.New("--bootstrap and --join are exclusive: bootstrap the first node, join the others")}
 	}
 
+	reg, err := newMetricsRegistry()
+	if err != nil {
+		return err
+	}
+
 	// Listen before starting Raft so a busy port fails fast and cleanly.
 	ln, err := net.Listen("tcp", sf.httpAddr)
 	if err != nil {
@@ -122,7 +127,7 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
-	api := httpapi.New(httpapi.Config{Node: node, Logger: log})
+	api := httpapi.New(httpapi.Config{Node: node, Logger: log, Registry: reg})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
