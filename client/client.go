@@ -286,3 +286,45 @@ func (c *Client) Health(ctx context.Context) (h wire.AutopilotHealth, healthy bo
 	}
 	return h, resp.StatusCode == http.StatusOK, nil
 }
+
+// Watch is a blocking query: it returns the entries at key (every entry
+// under it with recurse; nil when there are none) once the cluster's index
+// passes index, or after wait. The returned index is the one to pass next.
+func (c *Client) Watch(ctx context.Context, key string, recurse bool, index uint64, wait time.Duration) ([]wire.KVPair, uint64, error) {
+	q := url.Values{}
+	if recurse {
+		q.Set("recurse", "")
+	}
+	q.Set("index", strconv.FormatUint(index, 10))
+	q.Set("wait", wait.String())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+kvPath(key)+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, index, fmt.Errorf("build request: %w", err)
+	}
+	// A blocking query outlives the client's normal timeout.
+	hc := *c.http
+	hc.Timeout = wait + wait/16 + 10*time.Second
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, index, fmt.Errorf("watch %s: %w", key, err)
+	}
+	defer resp.Body.Close()
+	next := headerIndex(resp.Header)
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, next, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, index, fmt.Errorf("read watch answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e wire.Error
+		_ = json.Unmarshal(data, &e)
+		return nil, index, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+	}
+	var out []wire.KVPair
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, index, fmt.Errorf("decode watch answer: %w", err)
+	}
+	return out, next, nil
+}

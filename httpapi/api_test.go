@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -311,5 +312,66 @@ func TestMetricsEndpoint(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// TestBlockingQueries: ?index=N&wait=D holds the answer until a change
+// past N, under concurrency, on leader and followers alike.
+func TestBlockingQueries(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	resp, _ := do(t, http.MethodPut, c.Nodes[0].URL()+"/v1/kv/w/a", []byte("0"))
+	idx := resp.Header.Get(wire.HeaderIndex)
+
+	// A quiet watch ends at its wait with the same index.
+	start := time.Now()
+	resp, _ = do(t, http.MethodGet, c.Nodes[1].URL()+"/v1/kv/w/a?index="+idx+"&wait=300ms", nil)
+	if resp.StatusCode != 200 || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("quiet watch: %d after %s, want 200 after the wait", resp.StatusCode, time.Since(start))
+	}
+
+	const watchers = 12
+	type result struct {
+		body  string
+		index string
+		err   error
+	}
+	results := make(chan result, watchers)
+	for i := 0; i < watchers; i++ {
+		go func() {
+			nd := c.Nodes[i%3]
+			resp, err := httpc.Get(nd.URL() + "/v1/kv/w/?recurse&index=" + idx + "&wait=20s")
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			results <- result{body: string(b), index: resp.Header.Get(wire.HeaderIndex), err: err}
+		}()
+	}
+	// Every watcher is parked; one write wakes them all.
+	resp, _ = do(t, http.MethodPut, c.Nodes[2].URL()+"/v1/kv/w/b", []byte("1"))
+	written := resp.Header.Get(wire.HeaderIndex)
+	for i := 0; i < watchers; i++ {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if !strings.Contains(r.body, `"Key":"w/b"`) {
+				t.Fatalf("watcher woke without the write: index %s body %s", r.index, r.body)
+			}
+			ri, _ := strconv.ParseUint(r.index, 10, 64)
+			wi, _ := strconv.ParseUint(written, 10, 64)
+			if ri < wi {
+				t.Fatalf("watcher index %d below the write's %d", ri, wi)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("watcher %d did not wake after a write", i)
+		}
+	}
+	// A bad wait is a clear error.
+	if resp, _ := do(t, http.MethodGet, c.Nodes[0].URL()+"/v1/kv/w/a?index=1&wait=soon", nil); resp.StatusCode != 400 {
+		t.Fatalf("bad wait: %d, want 400", resp.StatusCode)
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpapi/wire"
@@ -61,6 +63,40 @@ func (q query) uint(name string) (val uint64, present bool, err error) {
 		return 0, true, badRequest("invalid value %q for ?%s: want an unsigned integer", s, name)
 	}
 	return val, true, nil
+}
+
+// Blocking queries (Consul's ?index=N&wait=D): the answer is held until
+// the node's applied index passes N or the wait ends, whichever is first.
+// The index is the Raft applied index, so any committed change wakes every
+// watcher and clients re-query, as Consul allows ("a blocking query may
+// return before anything it watches changed").
+const (
+	defaultWait = 5 * time.Minute
+	maxWait     = 10 * time.Minute
+)
+
+// wait parses ?wait= (Go or Consul duration syntax: "30s", "5m").
+func (q query) wait() (time.Duration, error) {
+	if !q.Has("wait") {
+		return defaultWait, nil
+	}
+	d, err := time.ParseDuration(q.Get("wait"))
+	if err != nil || d < 0 {
+		return 0, badRequest("invalid value %q for ?wait: want a duration such as 30s", q.Get("wait"))
+	}
+	return min(d, maxWait), nil
+}
+
+// block waits until the applied index exceeds index, the wait (plus up to
+// 1/16 jitter, as Consul adds) elapses, or the client goes away.
+func (a *API) block(r *http.Request, index uint64, wait time.Duration) {
+	if a.node.AppliedIndex() > index {
+		return
+	}
+	wait += time.Duration(rand.Int64N(int64(wait/16) + 1))
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	_ = a.node.WaitApplied(ctx, index+1) // timing out is the normal end of a quiet watch
 }
 
 func (a *API) kvPut(w http.ResponseWriter, r *http.Request) error {
@@ -166,10 +202,21 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
 	if key == "" && !recurse && !keys {
 		return badRequest("missing key: GET /v1/kv/<key> (or ?recurse / ?keys for a prefix)")
 	}
+	watchIndex, blocking, err := q.uint("index")
+	if err != nil {
+		return err
+	}
+	wait, err := q.wait()
+	if err != nil {
+		return err
+	}
 	if !stale && !unsafeLocalReads {
 		if err := a.linearize(r); err != nil {
 			return readError{err}
 		}
+	}
+	if blocking && watchIndex > 0 {
+		a.block(r, watchIndex, wait)
 	}
 	store := a.node.Store()
 	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(a.node.AppliedIndex(), 10))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +19,7 @@ var errCASMismatch = errors.New("cas mismatch: nothing written")
 
 func newKVCmd(g *globals) *cobra.Command {
 	kv := &cobra.Command{Use: "kv", Short: "Read and write keys"}
-	kv.AddCommand(newKVPutCmd(g), newKVGetCmd(g), newKVDeleteCmd(g), newKVListCmd(g))
+	kv.AddCommand(newKVPutCmd(g), newKVGetCmd(g), newKVDeleteCmd(g), newKVListCmd(g), newKVWatchCmd(g))
 	return kv
 }
 
@@ -188,4 +189,54 @@ func printOut(w io.Writer, format string, v any, table func(io.Writer)) error {
 	}
 	table(w)
 	return nil
+}
+
+func newKVWatchCmd(g *globals) *cobra.Command {
+	var recurse bool
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "watch KEY",
+		Short: "Print KEY (or every key under it with --recurse) now and again each time it changes; Ctrl-C stops",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := g.client()
+			out := cmd.OutOrStdout()
+			var index uint64
+			var last string
+			for {
+				pairs, next, err := c.Watch(cmd.Context(), args[0], recurse, index, wait)
+				if cmd.Context().Err() != nil {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if next < index { // the node restarted or its index went back: start over
+					next = 0
+				}
+				index = next
+				b, err := json.Marshal(pairs)
+				if err != nil {
+					return fmt.Errorf("encode: %w", err)
+				}
+				if string(b) == last {
+					continue
+				}
+				last = string(b)
+				if err := printOut(out, g.output, pairs, func(w io.Writer) {
+					if len(pairs) == 0 {
+						fmt.Fprintf(w, "[index %d] %s: (absent)\n", index, args[0])
+					}
+					for _, p := range pairs {
+						fmt.Fprintf(w, "[index %d] %s = %s\n", p.ModifyIndex, p.Key, p.Value)
+					}
+				}); err != nil {
+					return err
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&recurse, "recurse", false, "watch every key under the prefix")
+	cmd.Flags().DurationVar(&wait, "wait", 5*time.Minute, "longest a single blocking query waits")
+	return cmd
 }
