@@ -82,6 +82,11 @@ type Config struct {
 	// while its followers are reachable steps down. Default 2s; 0 = off.
 	DiskStallTimeout time.Duration
 
+	// OnFatal is called when the node can no longer work correctly and the
+	// process should exit so a supervisor restarts it (a stalled disk that
+	// kept a leader from handing over). nil = only log.
+	OnFatal func(error)
+
 	// Logger receives structured logs, including hashicorp/raft's own;
 	// nil = slog.Default().
 	Logger *slog.Logger

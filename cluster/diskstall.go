@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -19,31 +20,54 @@ import (
 // heartbeating by closing its Raft transport so the followers elect a new
 // leader. The node then needs a restart, which a supervisor provides.
 func (n *Node) watchDiskStall(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
+	const every = 250 * time.Millisecond
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	last := time.Now()
+	resumed := last // writes are timed from here at the earliest
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			// A tick far later than due means this whole process was
+			// stopped (SIGSTOP, a VM pause), not its disk: writes waited
+			// because nothing ran. Start timing afresh.
+			if now.Sub(last) > 4*every {
+				resumed = now
+			}
+			last = now
 		}
 		oldest := n.pending.oldest()
-		if oldest.IsZero() || time.Since(oldest) < n.cfg.DiskStallTimeout {
+		if oldest.IsZero() {
+			continue
+		}
+		if oldest.Before(resumed) {
+			oldest = resumed
+		}
+		if time.Since(oldest) < n.cfg.DiskStallTimeout {
 			continue
 		}
 		if n.raft.State() != raft.Leader || !n.quorumReachable() {
-			// Followers are unreachable: a partition, not our disk.
+			// Not leading any more, or followers unreachable: a
+			// partition, not our disk.
 			continue
 		}
 		n.log.Error("leader writes are not committing; stepping down", "oldest_write_waiting", time.Since(oldest).Round(time.Millisecond))
 		tctx, cancel := context.WithTimeout(ctx, n.cfg.DiskStallTimeout)
 		err := n.transferLeadership(tctx)
 		cancel()
-		if err == nil {
-			return
+		if err == nil || ctx.Err() != nil || n.raft.State() != raft.Leader {
+			return // handed over, or leadership already gone
 		}
-		n.log.Error("leadership transfer failed during disk stall; closing raft transport so followers elect a new leader", "error", err)
+		// The leader loop itself is stuck (in the disk write), so it cannot
+		// even hand over. Stop heartbeating so the followers elect a new
+		// leader, and report the node as failed: the process must restart.
+		n.log.Error("leadership transfer failed during disk stall; closing raft transport", "error", err)
 		_ = n.trans.Close()
+		if n.cfg.OnFatal != nil {
+			n.cfg.OnFatal(fmt.Errorf("disk stall: writes not committing for over %s and leadership transfer failed: %w", n.cfg.DiskStallTimeout, err))
+		}
 		return
 	}
 }

@@ -96,7 +96,8 @@ type detector struct {
 
 	mu      sync.Mutex
 	peers   map[raft.ServerID]*peerTrack
-	healthy map[raft.ServerID]bool // last health logged, to log transitions once
+	healthy map[raft.ServerID]bool      // last health seen, to log transitions once
+	since   map[raft.ServerID]time.Time // when each server's health last changed
 	started time.Time
 }
 
@@ -110,7 +111,7 @@ type peerTrack struct {
 }
 
 func newDetector(n *Node) *detector {
-	d := &detector{n: n, peers: map[raft.ServerID]*peerTrack{}, healthy: map[raft.ServerID]bool{}}
+	d := &detector{n: n, peers: map[raft.ServerID]*peerTrack{}, healthy: map[raft.ServerID]bool{}, since: map[raft.ServerID]time.Time{}}
 	d.ap = autopilot.New(n.raft, d,
 		autopilot.WithLogger(newRaftLogger(n.log).Named("autopilot")),
 		autopilot.WithUpdateInterval(n.cfg.HealthInterval),
@@ -124,6 +125,7 @@ func (d *detector) start(ctx context.Context) {
 	d.mu.Lock()
 	d.peers = map[raft.ServerID]*peerTrack{}
 	d.healthy = map[raft.ServerID]bool{}
+	d.since = map[raft.ServerID]time.Time{}
 	d.started = time.Now()
 	d.mu.Unlock()
 	d.ap.Start(ctx)
@@ -252,12 +254,24 @@ func (d *detector) FetchServerStats(ctx context.Context, servers map[raft.Server
 }
 
 // NotifyState implements autopilot.ApplicationIntegration: it logs each
-// health transition once.
+// health transition once, and it corrects StableSince. raft-autopilot
+// v0.3.0 compares a server's new health with a pointer to the field it has
+// just overwritten, so StableSince is set when a server is first seen and
+// never again; the stable promoter would then promote a re-added or
+// flapping non-voter as soon as it is healthy. The detector keeps its own
+// time of each server's last health change and writes it into the state
+// (NotifyState runs under autopilot's state lock, before the promoter reads
+// the state).
 func (d *detector) NotifyState(st *autopilot.State) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	now := time.Now()
 	for id, s := range st.Servers {
 		prev, seen := d.healthy[id]
+		if !seen || prev != s.Health.Healthy {
+			d.since[id] = now
+		}
+		s.Health.StableSince = d.since[id]
 		if seen && prev == s.Health.Healthy {
 			continue
 		}
@@ -284,6 +298,7 @@ func (d *detector) RemoveFailedServer(s *autopilot.Server) {
 	d.mu.Lock()
 	delete(d.peers, s.ID)
 	delete(d.healthy, s.ID)
+	delete(d.since, s.ID)
 	d.mu.Unlock()
 }
 

@@ -65,7 +65,7 @@ type Node struct {
 // Open starts a Node: opens (or creates) the data dir, restores the newest
 // snapshot into the state machine if the state machine is behind it, starts
 // Raft, and bootstraps a one-server cluster when asked to on an empty dir.
-func Open(cfg Config) (n *Node, err error) {
+func Open(cfg Config) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid cluster config: %w", err)
 	}
@@ -74,7 +74,7 @@ func Open(cfg Config) (n *Node, err error) {
 		log = slog.Default()
 	}
 	log = log.With("node", cfg.ID)
-	n = &Node{cfg: cfg, log: log, readyCh: make(chan struct{}), reads: make(chan *readReq, readQueueSize), shutdownCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, readyCh: make(chan struct{}), reads: make(chan *readReq, readQueueSize), shutdownCh: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 
 	// Close whatever was opened if a later step fails.
@@ -82,6 +82,7 @@ func Open(cfg Config) (n *Node, err error) {
 	defer func() {
 		if err != nil {
 			n.cancel()
+			close(n.shutdownCh)
 			for i := len(closers) - 1; i >= 0; i-- {
 				_ = closers[i]()
 			}

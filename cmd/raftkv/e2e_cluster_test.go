@@ -78,6 +78,23 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// freePorts returns k distinct loopback addresses that were free a moment
+// ago. Unlike k calls of freePort, it holds every listener until all are
+// chosen, so the kernel cannot hand the same port out twice.
+func freePorts(t *testing.T, k int) []string {
+	t.Helper()
+	var addrs []string
+	for range k {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("pick a free port: %v", err)
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs
+}
+
 // waitFor calls cond until it returns nil or timeout passes, then fails the
 // test with cond's last error.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
@@ -258,13 +275,14 @@ func startClusterWith(t *testing.T, n int, flags ...string) *e2eCluster {
 	bin := raftkvBinary(t)
 	dir := t.TempDir()
 	c := &e2eCluster{t: t}
+	ports := freePorts(t, 2*n)
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		c.nodes = append(c.nodes, &e2eNode{
 			id:       id,
 			dataDir:  filepath.Join(dir, id, "data"),
-			httpAddr: freePort(t),
-			raftAddr: freePort(t),
+			httpAddr: ports[2*(i-1)],
+			raftAddr: ports[2*(i-1)+1],
 			logPath:  filepath.Join(dir, id+".log"),
 			bin:      bin,
 			flags:    flags,

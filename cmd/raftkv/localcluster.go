@@ -63,12 +63,13 @@ func runLocalCluster(ctx context.Context, lf *localClusterFlags, out io.Writer) 
 	}
 	firstHTTP := "127.0.0.1:" + strconv.Itoa(lf.httpBase)
 	var procs []*exec.Cmd
+	var exited []chan struct{} // closed when procs[i] exits
 	stopAll := func() {
 		for _, p := range procs {
 			_ = p.Process.Signal(syscall.SIGTERM)
 		}
-		for _, p := range procs {
-			_ = p.Wait()
+		for _, e := range exited {
+			<-e
 		}
 	}
 	for i := 1; i <= lf.nodes; i++ {
@@ -103,12 +104,15 @@ func runLocalCluster(ctx context.Context, lf *localClusterFlags, out io.Writer) 
 		}
 		logf.Close()
 		procs = append(procs, p)
+		done := make(chan struct{})
+		exited = append(exited, done)
+		go func() { _ = p.Wait(); close(done) }() // ends when the node exits; stopAll waits for it
 		fmt.Fprintf(out, "started %s (pid %d): http %s, logs %s\n", id, p.Process.Pid, httpAddr, filepath.Join(dir, "server.log"))
 	}
 	defer stopAll()
 
-	if err := waitClusterReady(ctx, firstHTTP, lf.nodes, 30*time.Second); err != nil {
-		return err
+	if err := waitClusterReady(ctx, firstHTTP, lf.nodes, 30*time.Second, exited); err != nil {
+		return fmt.Errorf("%w (see the nodes' server.log under %s)", err, lf.dataDir)
 	}
 	fmt.Fprintf(out, `
 raftkv: %d-node cluster ready. Try:
@@ -123,12 +127,29 @@ Ctrl-C stops every node.
 	return nil
 }
 
-// waitClusterReady polls until the node at addr sees n voters and a leader.
-func waitClusterReady(ctx context.Context, addr string, n int, timeout time.Duration) error {
+// anyExited reports the first node process that has exited.
+func anyExited(exited []chan struct{}) (int, bool) {
+	for i, e := range exited {
+		select {
+		case <-e:
+			return i, true
+		default:
+		}
+	}
+	return 0, false
+}
+
+// waitClusterReady polls until the node at addr sees n voters and a leader,
+// failing as soon as one of our own node processes exits (a busy port, say:
+// then whatever answers on addr is not our cluster).
+func waitClusterReady(ctx context.Context, addr string, n int, timeout time.Duration, exited []chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := client.New(addr, 2*time.Second)
 	for {
+		if i, ok := anyExited(exited); ok {
+			return fmt.Errorf("node n%d exited during start-up", i+1)
+		}
 		rc, err := c.Configuration(ctx)
 		if err == nil {
 			voters, leader := 0, false

@@ -105,6 +105,13 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	cfg.HTTPAddr = sf.httpAdvertise
 	cfg.Logger = log
 	cfg.FetchStats = statsFetcher()
+	fatal := make(chan error, 1)
+	cfg.OnFatal = func(err error) {
+		select {
+		case fatal <- err:
+		default:
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -158,6 +165,9 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		log.Info("shutting down")
 	case err := <-serveErr:
 		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-fatal:
+		log.Error("node failed; exiting so a supervisor can restart it", "error", err)
+		runErr = err
 	}
 	stopJoin()
 	<-joinDone
