@@ -15,10 +15,17 @@ build:
 run: build
 	$(BIN)/raftkv local-cluster --nodes 3 --data-dir data
 
-# Everything CI runs: vet, unit + integration + end-to-end tests, race detector
-# on the concurrent packages.
+# Packages whose tests start real processes (whole clusters, jepsen-lite
+# scenarios). They run one package at a time: on a 2-core CI machine two
+# clusters under test at once starve each other's heartbeats.
+PROCESS_PKGS := ./cmd/raftkv/ ./cmd/jepsen-lite/ ./jepsen-lite/
+
+# Everything CI runs: gofmt + vet, unit and in-process integration tests,
+# end-to-end process tests, jepsen-lite scenarios, and the race detector on
+# the packages with concurrency.
 test: lint
-	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 25m ./...
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -timeout 10m $$($(GO) list ./... | grep -v -e /cmd/raftkv -e /cmd/jepsen-lite -e /jepsen-lite)
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -p 1 -timeout 25m $(PROCESS_PKGS)
 	$(GO) test $(GOFLAGS_TAGS) -count=1 -race -timeout 15m ./fsm/ ./cluster/ ./httpapi/...
 
 test-short:
