@@ -149,7 +149,12 @@ func (a *API) linearize(r *http.Request) error {
 			return err
 		}
 		if nle.LeaderHTTPAddr != "" && nle.LeaderID != a.node.ID() {
-			idx, err := a.remoteReadIndex(ctx, nle.LeaderHTTPAddr)
+			leader := nle.LeaderHTTPAddr
+			idx, err := a.readIndexes.get(ctx, func(ctx context.Context) (uint64, error) {
+				ctx, cancel := context.WithTimeout(ctx, a.cfg.ReadTimeout)
+				defer cancel()
+				return a.remoteReadIndex(ctx, leader)
+			})
 			if err != nil {
 				return err
 			}

@@ -43,8 +43,9 @@ type API struct {
 	node    *cluster.Node
 	log     *slog.Logger
 	client  *http.Client // to the leader, kept-alive
-	router  http.Handler
-	metrics *metrics
+	router      http.Handler
+	metrics     *metrics
+	readIndexes readIndexBatcher // follower reads share read-index requests
 }
 
 // New builds the API handler.
