@@ -39,10 +39,10 @@ func DefaultConfig() Config {
 
 // API is the HTTP API of one node.
 type API struct {
-	cfg     Config
-	node    *cluster.Node
-	log     *slog.Logger
-	client  *http.Client // to the leader, kept-alive
+	cfg         Config
+	node        *cluster.Node
+	log         *slog.Logger
+	client      *http.Client // to the leader, kept-alive
 	router      http.Handler
 	metrics     *metrics
 	readIndexes readIndexBatcher // follower reads share read-index requests
