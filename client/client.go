@@ -51,6 +51,14 @@ func New(addr string, timeout time.Duration) *Client {
 	return &Client{base: strings.TrimRight(addr, "/"), http: &http.Client{Timeout: timeout}}
 }
 
+// WithTransport returns a copy of c that sends its requests through rt
+// (servers use it to dial peers through address overrides).
+func (c *Client) WithTransport(rt http.RoundTripper) *Client {
+	hc := *c.http
+	hc.Transport = rt
+	return &Client{base: c.base, http: &hc}
+}
+
 // Addr is the base URL.
 func (c *Client) Addr() string { return c.base }
 

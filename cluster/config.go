@@ -82,6 +82,11 @@ type Config struct {
 	// while its followers are reachable steps down. Default 2s; 0 = off.
 	DiskStallTimeout time.Duration
 
+	// DialOverride maps a peer address this node would dial (host:port) to
+	// the address it dials instead, for Raft traffic. jepsen-lite uses it to
+	// route every node-to-node link through a proxy it can cut. nil = none.
+	DialOverride map[string]string
+
 	// OnFatal is called when the node can no longer work correctly and the
 	// process should exit so a supervisor restarts it (a stalled disk that
 	// kept a leader from handing over). nil = only log.

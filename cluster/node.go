@@ -131,7 +131,7 @@ func Open(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("resolve raft advertise address %q: %w", cfg.advertise(), err)
 		}
 	}
-	stream, err := newRetryStreamLayer(cfg.RaftAddr, adv, n.shutdownCh)
+	stream, err := newRetryStreamLayer(cfg.RaftAddr, adv, n.shutdownCh, cfg.DialOverride)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}

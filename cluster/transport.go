@@ -36,16 +36,17 @@ type retryStreamLayer struct {
 	advertise net.Addr
 	closed    chan struct{}
 	abort     <-chan struct{} // the node's shutdown: closed before raft shuts down
+	override  map[string]string
 }
 
 var _ raft.StreamLayer = (*retryStreamLayer)(nil)
 
-func newRetryStreamLayer(bind string, advertise net.Addr, abort <-chan struct{}) (*retryStreamLayer, error) {
+func newRetryStreamLayer(bind string, advertise net.Addr, abort <-chan struct{}, override map[string]string) (*retryStreamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", bind, err)
 	}
-	l := &retryStreamLayer{ln: ln.(*net.TCPListener), advertise: advertise, closed: make(chan struct{}), abort: abort}
+	l := &retryStreamLayer{ln: ln.(*net.TCPListener), advertise: advertise, closed: make(chan struct{}), abort: abort, override: override}
 	if l.advertise == nil {
 		l.advertise = ln.Addr()
 	}
@@ -71,11 +72,15 @@ func (l *retryStreamLayer) Close() error {
 // Dial connects to address, retrying while the peer is unreachable, for up
 // to dialWindow or until the layer is closed.
 func (l *retryStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	target := string(address)
+	if o, ok := l.override[target]; ok {
+		target = o
+	}
 	deadline := time.Now().Add(dialWindow)
 	attempt := min(timeout, dialAttemptTimeout)
 	var lastErr error
 	for {
-		conn, err := net.DialTimeout("tcp", string(address), attempt)
+		conn, err := net.DialTimeout("tcp", target, attempt)
 		if err == nil {
 			return conn, nil
 		}

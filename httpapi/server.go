@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -24,6 +26,9 @@ type Config struct {
 	// ReadTimeout bounds a linearizable read (confirmation plus waiting for
 	// the local state machine). Default 5s.
 	ReadTimeout time.Duration
+	// PeerTransport carries requests to other nodes (forwarding, read
+	// index); nil = a kept-alive transport of the API's own.
+	PeerTransport http.RoundTripper
 	// Registry receives the API's Prometheus metrics and is served at
 	// /metrics; nil = a private registry.
 	Registry *prometheus.Registry
@@ -64,15 +69,14 @@ func New(cfg Config) *API {
 	if cfg.LeaderWait <= 0 {
 		cfg.LeaderWait = d.LeaderWait
 	}
+	if cfg.PeerTransport == nil {
+		cfg.PeerTransport = NewPeerTransport(nil)
+	}
 	a := &API{
-		cfg:  cfg,
-		node: cfg.Node,
-		log:  log,
-		client: &http.Client{Transport: &http.Transport{
-			MaxIdleConns:        256,
-			MaxIdleConnsPerHost: 256,
-			IdleConnTimeout:     90 * time.Second,
-		}},
+		cfg:    cfg,
+		node:   cfg.Node,
+		log:    log,
+		client: &http.Client{Transport: cfg.PeerTransport},
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -153,4 +157,18 @@ func (a *API) handle(h handlerFunc) http.HandlerFunc {
 			a.writeError(w, r, err)
 		}
 	}
+}
+
+// NewPeerTransport returns the kept-alive HTTP transport nodes use to talk
+// to each other; dial, if not nil, replaces how connections are made.
+func NewPeerTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	t := &http.Transport{
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	if dial != nil {
+		t.DialContext = dial
+	}
+	return t
 }

@@ -3,21 +3,45 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/cluster"
+	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/httpapi/wire"
 )
+
+// peers is how this server talks to other servers over HTTP: one
+// kept-alive transport, dialing through --dial-override when given.
+type peers struct{ transport *http.Transport }
+
+func newPeers(override map[string]string) *peers {
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if len(override) > 0 {
+		var d net.Dialer
+		dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if o, ok := override[addr]; ok {
+				addr = o
+			}
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	return &peers{transport: httpapi.NewPeerTransport(dial)}
+}
+
+func (p *peers) client(addr string, timeout time.Duration) *client.Client {
+	return client.New(addr, timeout).WithTransport(p.transport)
+}
 
 // statsFetcher is the failure detector's view of another server: its own
 // /v1/status/node, over HTTP (Consul asks each server for its RaftStats the
 // same way).
-func statsFetcher() cluster.StatsFetcher {
+func (p *peers) statsFetcher() cluster.StatsFetcher {
 	return func(ctx context.Context, httpAddr string) (cluster.PeerStats, error) {
-		// Clients share http.DefaultTransport, so connections are kept alive.
-		s, err := client.New(httpAddr, 2*time.Second).Status(ctx)
+		s, err := p.client(httpAddr, 2*time.Second).Status(ctx)
 		if err != nil {
 			return cluster.PeerStats{}, err
 		}
@@ -34,7 +58,7 @@ func statsFetcher() cluster.StatsFetcher {
 // be re-added: when it has heard from no leader for a while, it asks the
 // other nodes it knows whether it is still a member, and if none lists it,
 // sends an automatic join (refused for a node that left gracefully).
-func rejoinWatchdog(ctx context.Context, log *slog.Logger, node *cluster.Node, seeds []string, req wire.JoinRequest, quiet time.Duration) {
+func (p *peers) rejoinWatchdog(ctx context.Context, log *slog.Logger, node *cluster.Node, seeds []string, req wire.JoinRequest, quiet time.Duration) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -58,7 +82,7 @@ func rejoinWatchdog(ctx context.Context, log *slog.Logger, node *cluster.Node, s
 		member, asked := false, false
 		for _, a := range addrs {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			rc, err := client.New(a, 2*time.Second).Configuration(cctx)
+			rc, err := p.client(a, 2*time.Second).Configuration(cctx)
 			cancel()
 			if err != nil || len(rc.Servers) == 0 {
 				continue
@@ -81,7 +105,7 @@ func rejoinWatchdog(ctx context.Context, log *slog.Logger, node *cluster.Node, s
 		req.Auto = true
 		for _, a := range addrs {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := client.New(a, 10*time.Second).Join(cctx, req)
+			err := p.client(a, 10*time.Second).Join(cctx, req)
 			cancel()
 			if err == nil {
 				log.Info("re-added to the cluster", "via", a)

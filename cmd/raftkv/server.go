@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/cluster"
 	"github.com/raftkv/raftkv/httpapi"
 	"github.com/raftkv/raftkv/httpapi/wire"
@@ -25,6 +24,7 @@ type serverFlags struct {
 	httpAdvertise string
 	join          []string
 	rejoinAfter   time.Duration
+	dialOverride  map[string]string
 	logLevel      string
 	logFormat     string
 }
@@ -66,6 +66,7 @@ and rejoins by itself.`,
 	f.IntVar(&c.MaxAppendEntries, "max-append-entries", c.MaxAppendEntries, "entries per AppendEntries RPC / group commit")
 	f.DurationVar(&c.ServerStabilizationTime, "server-stabilization-time", c.ServerStabilizationTime, "a new server must be healthy this long before it becomes a voter")
 	f.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", 0, "remove a voter unhealthy for longer than this (0 = never)")
+	f.StringToStringVar(&sf.dialOverride, "dial-override", nil, "FROM=TO,...: dial TO whenever this node would dial peer address FROM (Raft or HTTP); for fault-injection proxies")
 	f.DurationVar(&sf.rejoinAfter, "rejoin-after", 5*time.Second, "with no leader contact for this long, check membership and ask to be re-added if removed")
 	f.DurationVar(&c.HealthContactThreshold, "health-contact-threshold", c.HealthContactThreshold, "a server with no leader contact for longer is unhealthy")
 	f.Uint64Var(&c.HealthMaxLag, "health-max-lag", c.HealthMaxLag, "a server more entries behind the leader is unhealthy")
@@ -104,7 +105,9 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	}
 	cfg.HTTPAddr = sf.httpAdvertise
 	cfg.Logger = log
-	cfg.FetchStats = statsFetcher()
+	cfg.DialOverride = sf.dialOverride
+	peers := newPeers(sf.dialOverride)
+	cfg.FetchStats = peers.statsFetcher()
 	fatal := make(chan error, 1)
 	cfg.OnFatal = func(err error) {
 		select {
@@ -134,7 +137,7 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
-	api := httpapi.New(httpapi.Config{Node: node, Logger: log, Registry: reg})
+	api := httpapi.New(httpapi.Config{Node: node, Logger: log, Registry: reg, PeerTransport: peers.transport})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -154,9 +157,9 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		defer close(joinDone)
 		req := wire.JoinRequest{ID: cfg.ID, RaftAddr: node.RaftAddr(), HTTPAddr: sf.httpAdvertise, Fresh: node.Fresh()}
 		if len(sf.join) > 0 {
-			joinLoop(joinCtx, log, sf.join, req)
+			peers.joinLoop(joinCtx, log, sf.join, req)
 		}
-		rejoinWatchdog(joinCtx, log, node, sf.join, req, sf.rejoinAfter)
+		peers.rejoinWatchdog(joinCtx, log, node, sf.join, req, sf.rejoinAfter)
 	}()
 
 	var runErr error
@@ -188,7 +191,7 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 
 // joinLoop asks the listed nodes, in turn, to add this one, until one says
 // yes or ctx ends. Any node will do: a follower forwards to the leader.
-func joinLoop(ctx context.Context, log *slog.Logger, addrs []string, req wire.JoinRequest) {
+func (p *peers) joinLoop(ctx context.Context, log *slog.Logger, addrs []string, req wire.JoinRequest) {
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		for _, addr := range addrs {
@@ -197,7 +200,7 @@ func joinLoop(ctx context.Context, log *slog.Logger, addrs []string, req wire.Jo
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := client.New(addr, 10*time.Second).Join(cctx, req)
+			err := p.client(addr, 10*time.Second).Join(cctx, req)
 			cancel()
 			if err == nil {
 				log.Info("joined the cluster", "via", addr, "attempt", attempt)
