@@ -24,6 +24,7 @@ import (
 // rather than raft.Barrier: its index is one this tracker will see.
 type stateMachine struct {
 	store *fsm.Store
+	snaps raft.SnapshotStore // to learn the index of a snapshot being restored
 
 	applied atomic.Uint64
 	mu      sync.Mutex
@@ -37,8 +38,8 @@ type stateMachine struct {
 
 var _ raft.BatchingFSM = (*stateMachine)(nil)
 
-func newStateMachine(store *fsm.Store) *stateMachine {
-	sm := &stateMachine{store: store, advance: make(chan struct{})}
+func newStateMachine(store *fsm.Store, snaps raft.SnapshotStore) *stateMachine {
+	sm := &stateMachine{store: store, snaps: snaps, advance: make(chan struct{})}
 	sm.applied.Store(store.AppliedIndex())
 	return sm
 }
@@ -112,19 +113,33 @@ func (sm *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{sn: sn}, nil
 }
 
-// Restore replaces the state with a snapshot sent by the leader (or found at
-// start). fsm.Store.Restore is atomic: a crash leaves the old or new state.
+// Restore replaces the state with a snapshot sent by the leader or
+// restored by an operator. fsm.Store.Restore is atomic: a crash leaves the
+// old or the new state.
+//
+// The image carries the applied index of the store it was taken from, which
+// is not always the Raft index it stands for: raft installs an operator's
+// backup at a new index of its own past its log, and a follower's install
+// covers raft's own no-op entries up to the snapshot's index. raft writes
+// the snapshot to the snapshot store before restoring it, so the newest
+// snapshot there is this one; its index becomes the applied index, exactly
+// (even when lower than the image's), so entries after it are neither
+// skipped nor re-applied.
 func (sm *stateMachine) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := sm.store.Restore(rc); err != nil {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
+	idx := sm.store.AppliedIndex()
+	if list, err := sm.snaps.List(); err == nil && len(list) > 0 {
+		idx = list[0].Index
+		if err := sm.store.SetAppliedIndex(idx); err != nil {
+			return fmt.Errorf("fsm restore: %w", err)
+		}
+	}
 	sm.restores.Add(1)
-	// A restore may move the applied index either way; readers only ever wait
-	// for indexes at or below the leader's commit index, which the restored
-	// state covers.
 	sm.mu.Lock()
-	sm.applied.Store(sm.store.AppliedIndex())
+	sm.applied.Store(idx)
 	close(sm.advance)
 	sm.advance = make(chan struct{})
 	sm.mu.Unlock()

@@ -111,7 +111,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err := n.catchUpFromSnapshot(snaps); err != nil {
 		return nil, err
 	}
-	n.sm = newStateMachine(n.store)
+	n.sm = newStateMachine(n.store, snaps)
 
 	n.logDB, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, raftDBName)})
 	if err != nil {
@@ -221,7 +221,7 @@ func (n *Node) catchUpFromSnapshot(snaps *raft.FileSnapshotStore) error {
 	}
 	// The snapshot covers raft's own entries up to its index too; record that
 	// so the next start does not restore it again.
-	if _, err := n.store.ApplyBatch([]fsm.Log{{Index: newest.Index, NoOp: true}}); err != nil {
+	if err := n.store.SetAppliedIndex(newest.Index); err != nil {
 		return fmt.Errorf("record snapshot index %d: %w", newest.Index, err)
 	}
 	n.startRestores++

@@ -42,7 +42,7 @@ func (a *API) leaderDo(w http.ResponseWriter, r *http.Request, body []byte, op f
 			return false, err
 		}
 		if nle.LeaderHTTPAddr != "" && nle.LeaderID != a.node.ID() {
-			return true, a.forward(w, r, nle.LeaderHTTPAddr, body)
+			return true, a.forward(w, r, nle.LeaderHTTPAddr, bytes.NewReader(body), int64(len(body)))
 		}
 		if err := a.pause(r.Context(), deadline); err != nil {
 			return false, fmt.Errorf("%w: %w", cluster.ErrNoLeader, err)
@@ -69,17 +69,18 @@ func (a *API) pause(ctx context.Context, deadline time.Time) error {
 // forward sends the client's request to the leader and copies the answer
 // back. If the request never left this node the outcome is failed; once it
 // was written, a lost answer leaves the outcome unknown.
-func (a *API) forward(w http.ResponseWriter, r *http.Request, leaderHTTP string, body []byte) error {
+func (a *API) forward(w http.ResponseWriter, r *http.Request, leaderHTTP string, body io.Reader, size int64) error {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ForwardTimeout)
 	defer cancel()
 	wrote := false
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote = true },
 	})
-	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leaderHTTP+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leaderHTTP+r.URL.RequestURI(), body)
 	if err != nil {
 		return fmt.Errorf("build forwarded request: %w", err)
 	}
+	req.ContentLength = size
 	for _, h := range []string{"Content-Type", "X-Consul-Token"} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)

@@ -123,6 +123,7 @@ func (a *API) routes() *mux.Router {
 	r.Path("/v1/operator/raft/configuration").Handler(get(a.raftConfiguration))
 	r.Path("/v1/operator/autopilot/health").Handler(get(a.autopilotHealth))
 	r.Path("/v1/operator/raft/peer").Handler(a.methods(map[string]handlerFunc{http.MethodDelete: a.raftRemovePeer}))
+	r.Path("/v1/snapshot").Handler(a.methods(map[string]handlerFunc{http.MethodGet: a.snapshotSave, http.MethodPut: a.snapshotRestore}))
 	r.Path("/v1/cluster/join").Handler(post(a.clusterJoin))
 	r.Path("/v1/cluster/leave").Handler(post(a.clusterLeave))
 	r.Path("/v1/internal/read-index").Handler(get(a.internalReadIndex))

@@ -49,7 +49,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env RAFTKV_OUTPUT)")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "request timeout for client commands (env RAFTKV_TIMEOUT)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd())
+	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd(), newSnapshotCmd(g))
 	groupUsage(root)
 	return root
 }
