@@ -36,8 +36,14 @@ type Config struct {
 	// LeaderLeaseTimeout: a leader that cannot reach a quorum for this long
 	// steps down. Default 100ms; must not exceed HeartbeatTimeout.
 	LeaderLeaseTimeout time.Duration
-	// CommitTimeout: the longest the leader waits before sending an
-	// AppendEntries with no new entries. Default 50ms.
+	// CommitTimeout: the longest the leader waits before sending a follower
+	// an AppendEntries with no new write to trigger it. It paces two things:
+	// how soon followers learn the commit index when writes pause (which
+	// follower reads wait for), and how fast a lagging follower catches up
+	// from the log, since hashicorp/raft's pipeline sends one batch of
+	// MaxAppendEntries per trigger. Default 10ms: a follower that missed
+	// 100k writes catches up in seconds instead of ~15s at raft's 50ms, for
+	// ~0.03 cores more idle CPU per node.
 	CommitTimeout time.Duration
 	// ApplyTimeout bounds how long a write waits for its commit before the
 	// outcome is reported unknown. Default 5s.
@@ -104,7 +110,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:        200 * time.Millisecond,
 		ElectionTimeout:         200 * time.Millisecond,
 		LeaderLeaseTimeout:      100 * time.Millisecond,
-		CommitTimeout:           50 * time.Millisecond,
+		CommitTimeout:           10 * time.Millisecond,
 		ApplyTimeout:            5 * time.Second,
 		SnapshotThreshold:       8192,
 		SnapshotInterval:        30 * time.Second,
