@@ -66,6 +66,9 @@ type ClusterConfig struct {
 	// Net, when set, runs each node in its namespace; otherwise every node
 	// listens on 127.0.0.1 with free ports.
 	Net *Network
+	// Proxy (without Net) routes every node-to-node link through a proxy
+	// of Cluster.Proxies: each node starts with --dial-override.
+	Proxy bool
 	// ExtraArgs are appended to every `raftkv server` command line.
 	ExtraArgs []string
 	// Logger receives the harness's own messages; nil discards.
@@ -78,6 +81,8 @@ type Cluster struct {
 	cfg   ClusterConfig
 	Nodes []*Node
 	log   *slog.Logger
+	// Proxies carry the node-to-node links when ClusterConfig.Proxy is set.
+	Proxies *ProxyNet
 }
 
 // logf logs a harness message about the cluster.
@@ -110,6 +115,13 @@ func NewCluster(cfg ClusterConfig) (*Cluster, error) {
 		n.DataDir = filepath.Join(cfg.Dir, "data", n.ID)
 		n.LogPath = filepath.Join(cfg.Dir, "logs", n.ID+".log")
 		c.Nodes = append(c.Nodes, n)
+	}
+	if cfg.Proxy && cfg.Net == nil {
+		pn, err := NewProxyNet(c.Nodes)
+		if err != nil {
+			return nil, err
+		}
+		c.Proxies = pn
 	}
 	return c, nil
 }
@@ -147,6 +159,9 @@ func (c *Cluster) args(n *Node, bootstrap bool) []string {
 			}
 		}
 		a = append(a, "--join", strings.Join(join, ","))
+	}
+	if c.Proxies != nil {
+		a = append(a, "--dial-override", c.Proxies.DialOverride(n.Index))
 	}
 	return append(a, c.cfg.ExtraArgs...)
 }
@@ -274,10 +289,13 @@ func (c *Cluster) Wipe(n *Node) error {
 	return os.RemoveAll(n.DataDir)
 }
 
-// Close kills every node.
+// Close kills every node (and stops the proxies).
 func (c *Cluster) Close() {
 	for _, n := range c.Nodes {
 		_ = c.Kill(n)
+	}
+	if c.Proxies != nil {
+		c.Proxies.Close()
 	}
 }
 

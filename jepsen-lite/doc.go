@@ -4,7 +4,8 @@
 // and checks that history.
 //
 // It owns: process control of the nodes (cluster.go), network namespaces and
-// iptables partitions (netns.go), the HTTP client that classifies outcomes
+// iptables partitions (netns.go) or, without root, proxies on every
+// node-to-node link (proxy.go), the HTTP client that classifies outcomes
 // (client.go), the history (history.go), the register and set workloads, the
 // nemesis, the checkers (porcupine for linearizability, set membership, replica
 // convergence) and the report.

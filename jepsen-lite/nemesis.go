@@ -40,11 +40,23 @@ type NemesisConfig struct {
 	Partitions []string
 }
 
+// NetFaults is what the nemesis needs of the network: real partitions
+// (Network: namespaces and iptables) or the portable ones (ProxyNet).
+type NetFaults interface {
+	// Partition cuts node i from every node in grudge[i] (symmetric) and
+	// heals every other link.
+	Partition(ctx context.Context, grudge map[int][]int) error
+	// Lossy drops node-to-node packets with probability p.
+	Lossy(ctx context.Context, p float64) error
+	// Heal removes every network fault.
+	Heal(ctx context.Context) error
+}
+
 // Nemesis injects faults on a seeded schedule and records them.
 type Nemesis struct {
 	cfg     NemesisConfig
 	cluster *Cluster
-	net     *Network // nil: partitions are skipped
+	net     NetFaults // nil: partitions are skipped
 	hist    *History
 	rng     *rand.Rand
 	log     *slog.Logger
@@ -52,8 +64,9 @@ type Nemesis struct {
 	Count map[string]int
 }
 
-// NewNemesis returns a nemesis over cluster; net may be nil.
-func NewNemesis(cfg NemesisConfig, c *Cluster, net *Network, h *History, seed uint64, log *slog.Logger) *Nemesis {
+// NewNemesis returns a nemesis over cluster; net may be nil (an untyped nil:
+// partition and loss faults are then skipped).
+func NewNemesis(cfg NemesisConfig, c *Cluster, net NetFaults, h *History, seed uint64, log *slog.Logger) *Nemesis {
 	return &Nemesis{cfg: cfg, cluster: c, net: net, hist: h, rng: rand.New(rand.NewPCG(seed, 0x6e656d)), log: log, Count: map[string]int{}}
 }
 
@@ -200,7 +213,7 @@ func (nm *Nemesis) inject(ctx context.Context, cl string) (name string, targets 
 
 	case FaultPartition:
 		if nm.net == nil {
-			return "", nil, nil, errors.New("partition skipped: no network namespaces (needs root on linux, iproute2 and iptables)")
+			return "", nil, nil, errors.New("partition skipped: no network control")
 		}
 		kind, grudge, desc := nm.pickPartition(ctx)
 		if err := nm.net.Partition(ctx, grudge); err != nil {
@@ -216,7 +229,7 @@ func (nm *Nemesis) inject(ctx context.Context, cl string) (name string, targets 
 
 	case FaultLoss:
 		if nm.net == nil {
-			return "", nil, nil, errors.New("loss skipped: no network namespaces (needs root on linux, iproute2 and iptables)")
+			return "", nil, nil, errors.New("loss skipped: no network control")
 		}
 		p := 0.2 + 0.2*nm.rng.Float64()
 		if err := nm.net.Lossy(ctx, p); err != nil {

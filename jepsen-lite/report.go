@@ -104,7 +104,7 @@ func (r *Report) Write() error {
 		Valid: valid, Verdict: r.Result.Verdict, Seed: cfg.Seed, Replay: cfg.Replay, GitCommit: r.GitCommit,
 		Flags: map[string]any{
 			"nodes": cfg.Nodes, "workload": cfg.Workload, "faults": cfg.Faults, "time_limit": cfg.TimeLimit.String(),
-			"concurrency": cfg.Concurrency, "netns": cfg.Netns, "op_timeout": cfg.OpTimeout.String(),
+			"concurrency": cfg.Concurrency, "net": cfg.Net, "op_timeout": cfg.OpTimeout.String(),
 			"fault_window": cfg.FaultMin.String() + "-" + cfg.FaultMax.String(), "heal": cfg.Heal.String(),
 			"combine": cfg.Combine, "endpoints": cfg.Endpoints, "binary": cfg.Binary,
 		},

@@ -40,9 +40,11 @@ type Config struct {
 	// Endpoints, when set, target an already-running cluster by HTTP
 	// address ("id=ip:port" or "ip:port"): no process or network faults.
 	Endpoints []string
-	// Netns is "auto" (namespaces when root and tools exist), "on" (required)
-	// or "off" (loopback; partitions skip).
-	Netns string
+	// Net is how network faults are made: "netns" (a namespace per node,
+	// iptables; needs root on Linux), "proxy" (nodes on 127.0.0.1, every
+	// node-to-node link through a harness proxy; no loss faults) or "auto"
+	// (netns when available, else proxy).
+	Net string
 	// OpTimeout bounds one client request.
 	OpTimeout time.Duration
 	// FaultMin, FaultMax, Heal: the nemesis windows.
@@ -71,7 +73,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Nodes: 3, Workload: "register", TimeLimit: 60 * time.Second, Seed: 1, Concurrency: 10,
-		Netns: "auto", OpTimeout: 2 * time.Second,
+		Net: "auto", OpTimeout: 2 * time.Second,
 		FaultMin: 5 * time.Second, FaultMax: 10 * time.Second, Heal: 5 * time.Second,
 		CheckTimeout: 60 * time.Second, Out: io.Discard,
 		ServerArgs: []string{"--snapshot-threshold=500", "--snapshot-interval=2s", "--trailing-logs=200"},
@@ -91,8 +93,8 @@ func (c Config) Validate() error {
 		return errors.New("time limit, concurrency and op timeout must be positive")
 	case c.FaultMin <= 0 || c.FaultMax < c.FaultMin:
 		return errors.New("fault window must satisfy 0 < min <= max")
-	case c.Netns != "auto" && c.Netns != "on" && c.Netns != "off":
-		return fmt.Errorf("netns must be auto, on or off, not %q", c.Netns)
+	case c.Net != "auto" && c.Net != "netns" && c.Net != "proxy":
+		return fmt.Errorf("net must be auto, netns or proxy, not %q", c.Net)
 	case c.Dir == "":
 		return errors.New("run dir is required")
 	}
@@ -151,15 +153,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var cluster *Cluster
 	var network *Network
 	if len(cfg.Endpoints) == 0 {
-		useNS := cfg.Netns == "on"
-		if cfg.Netns == "auto" {
+		useNS := cfg.Net == "netns"
+		if cfg.Net == "auto" {
 			if err := NetnsAvailable(); err != nil {
-				if slices.Contains(cfg.Faults, FaultPartition) || slices.Contains(cfg.Faults, FaultLoss) {
-					res.Notes = append(res.Notes, "partition and loss faults skipped: "+err.Error())
-				}
+				log.Info("network namespaces unavailable: partitions go through proxies", "why", err)
 			} else {
 				useNS = true
 			}
+		}
+		cfg.Net = "proxy" // results.json records the mode used
+		if useNS {
+			cfg.Net = "netns"
+		}
+		if !useNS && slices.Contains(cfg.Faults, FaultLoss) {
+			res.Notes = append(res.Notes, "loss faults skipped: proxy mode (packet loss needs network namespaces: root on Linux)")
 		}
 		if useNS {
 			nw, err := NewNetwork(ctx, cfg.Nodes, log)
@@ -169,7 +176,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			defer nw.Close()
 			network = nw
 		}
-		c, err := NewCluster(ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, Dir: cfg.Dir, Net: network, ExtraArgs: cfg.ServerArgs, Logger: log})
+		c, err := NewCluster(ClusterConfig{Binary: cfg.Binary, Nodes: cfg.Nodes, Dir: cfg.Dir, Net: network, Proxy: !useNS, ExtraArgs: cfg.ServerArgs, Logger: log})
 		if err != nil {
 			return res, err
 		}
@@ -223,12 +230,19 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	nemDone := make(chan error, 1)
 	if cluster != nil && len(cfg.Faults) > 0 {
 		faults := cfg.Faults
-		if network == nil && (slices.Contains(faults, FaultPartition) || slices.Contains(faults, FaultLoss)) {
-			faults = slices.DeleteFunc(slices.Clone(faults), func(f string) bool { return f == FaultPartition || f == FaultLoss })
-			fmt.Fprintln(cfg.Out, "  NOTE: partition and loss faults skipped: no network namespaces here (run as root on Linux with iproute2 and iptables)")
+		var nf NetFaults // an untyped nil unless set: see NewNemesis
+		switch {
+		case network != nil:
+			nf = network
+		case cluster.Proxies != nil:
+			nf = cluster.Proxies
+			if slices.Contains(faults, FaultLoss) {
+				faults = slices.DeleteFunc(slices.Clone(faults), func(f string) bool { return f == FaultLoss })
+				fmt.Fprintln(cfg.Out, "  NOTE: loss faults skipped: partitions go through proxies here, which cannot drop packets (run as root on Linux with iproute2 and iptables for loss)")
+			}
 		}
 		nem = NewNemesis(NemesisConfig{Faults: faults, FaultMin: cfg.FaultMin, FaultMax: cfg.FaultMax, Heal: cfg.Heal, Combine: cfg.Combine, Partitions: cfg.Partitions},
-			cluster, network, hist, cfg.Seed, log)
+			cluster, nf, hist, cfg.Seed, log)
 		go func() {
 			// A harness bug must not leave nodes and namespaces behind:
 			// turn a panic into a harness error so the defers clean up.

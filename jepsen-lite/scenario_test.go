@@ -3,6 +3,7 @@ package jepsenlite
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +16,8 @@ import (
 
 // The scenario tests build raftkv once per test binary and run the harness
 // against real processes for about a minute each. They are skipped with
-// -short. Partition scenarios need root (network namespaces) and skip,
-// saying so, without it.
+// -short. Scenarios with Net "netns" need root (network namespaces) and
+// skip, saying so, without it; the "proxy" ones run anywhere.
 
 var (
 	buildMu  sync.Mutex
@@ -69,7 +70,7 @@ func scenario(t *testing.T, tags string, mutate func(*Config)) Result {
 		cfg.Seed = n
 	}
 	mutate(&cfg)
-	if containsFault(cfg.Faults, FaultPartition) {
+	if cfg.Net == "netns" {
 		needNetns(t)
 	}
 	dir, err := os.MkdirTemp("", "jepsen-lite-"+strings.ReplaceAll(t.Name(), "/", "-")+"-")
@@ -129,8 +130,30 @@ func TestScenarioPause(t *testing.T) {
 }
 
 func TestScenarioPartition(t *testing.T) {
-	res := scenario(t, "hashicorpmetrics", func(c *Config) { c.Faults = []string{FaultPartition}; c.Workload = "set" })
+	res := scenario(t, "hashicorpmetrics", func(c *Config) { c.Faults = []string{FaultPartition}; c.Workload = "set"; c.Net = "netns" })
 	wantVerdict(t, res, Valid)
+}
+
+// TestScenarioPartitionProxy runs the partition scenario in the portable
+// mode (every node-to-node link through a harness proxy), also as root.
+func TestScenarioPartitionProxy(t *testing.T) {
+	res := scenario(t, "hashicorpmetrics", func(c *Config) { c.Faults = []string{FaultPartition}; c.Workload = "set"; c.Net = "proxy" })
+	wantVerdict(t, res, Valid)
+	// The partitions were really injected, through the proxies.
+	b, err := os.ReadFile(filepath.Join(res.Dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rj struct {
+		Flags  map[string]any `json:"flags"`
+		Faults map[string]int `json:"faults"`
+	}
+	if err := json.Unmarshal(b, &rj); err != nil {
+		t.Fatal(err)
+	}
+	if rj.Flags["net"] != "proxy" || rj.Faults[FaultPartition] == 0 {
+		t.Errorf("net %v, %d partitions injected; want proxy and at least one", rj.Flags["net"], rj.Faults[FaultPartition])
+	}
 }
 
 func TestScenarioMembership(t *testing.T) {
@@ -146,6 +169,7 @@ func TestScenarioUnsafeIsCaught(t *testing.T) {
 	res := scenario(t, "hashicorpmetrics jepsenunsafe", func(c *Config) {
 		c.Faults = []string{FaultPartition}
 		c.Partitions = []string{"isolate-leader"}
+		c.Net = "netns"
 		c.TimeLimit = 30 * time.Second
 		c.FaultMin, c.FaultMax, c.Heal = 6*time.Second, 8*time.Second, 3*time.Second
 	})

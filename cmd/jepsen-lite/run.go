@@ -36,7 +36,7 @@ func Run(ctx context.Context, args []string) (int, error) {
 
 func runCmd(ctx context.Context, code *int) *cobra.Command {
 	cfg := jepsenlite.DefaultConfig()
-	var nemesis, logLevel string
+	var nemesis, logLevel, netns string
 	var seed int64 = -1
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -50,6 +50,17 @@ func runCmd(ctx context.Context, code *int) *cobra.Command {
 				seed = time.Now().UnixNano() % 1_000_000
 			}
 			cfg.Seed = uint64(seed)
+			switch netns {
+			case "":
+			case "on":
+				cfg.Net = "netns"
+			case "off":
+				cfg.Net = "proxy"
+			case "auto":
+				cfg.Net = "auto"
+			default:
+				return fmt.Errorf("--netns must be auto, on or off, not %q", netns)
+			}
 			switch nemesis {
 			case "", "none":
 				cfg.Faults = nil
@@ -101,7 +112,9 @@ func runCmd(ctx context.Context, code *int) *cobra.Command {
 	f.StringVar(&cfg.Binary, "binary", "bin/raftkv", "raftkv executable")
 	f.StringVar(&cfg.Dir, "dir", "", "run directory (default jepsen-runs/<time>-<workload>-seed<N>)")
 	f.StringSliceVar(&cfg.Endpoints, "endpoints", nil, "target a running cluster: id=ip:port,... (no faults)")
-	f.StringVar(&cfg.Netns, "netns", cfg.Netns, "auto|on|off: run nodes in network namespaces (real partitions; needs root)")
+	f.StringVar(&cfg.Net, "net", cfg.Net, "netns|proxy|auto: network faults via a namespace per node and iptables (needs root), or via a proxy on every node-to-node link (no loss faults); auto = netns when root, else proxy")
+	f.StringVar(&netns, "netns", "", "old spelling of --net: on = netns, off = proxy, auto")
+	_ = f.MarkDeprecated("netns", "use --net netns|proxy|auto")
 	f.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "client request timeout")
 	f.DurationVar(&cfg.FaultMin, "fault-min", cfg.FaultMin, "shortest fault window")
 	f.DurationVar(&cfg.FaultMax, "fault-max", cfg.FaultMax, "longest fault window")

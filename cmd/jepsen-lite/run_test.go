@@ -20,6 +20,8 @@ func TestExitCodes(t *testing.T) {
 		{"unknown fault", []string{"run", "--nemesis", "meteor", "--binary", "x", "--dir", t.TempDir()}, exitHarness, true},
 		{"faults against endpoints", []string{"run", "--endpoints", "127.0.0.1:1", "--nemesis", "kill", "--dir", t.TempDir()}, exitHarness, true},
 		{"unknown flag", []string{"run", "--frobnicate"}, exitHarness, true},
+		{"bad net mode", []string{"run", "--net", "carrier-pigeon", "--binary", "x", "--dir", t.TempDir()}, exitHarness, true},
+		{"bad old netns value", []string{"run", "--netns", "maybe", "--binary", "x", "--dir", t.TempDir()}, exitHarness, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Run(context.Background(), tc.args)
