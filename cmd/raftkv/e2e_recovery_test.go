@@ -952,7 +952,7 @@ func TestRecoveryLeaderKillsUnderLoad(t *testing.T) {
 			waitCaughtUp(t, n, leader, 15*time.Second)
 		}
 		ready := time.Now()
-		waitFor(t, 5*time.Second, "writes flowing before the kill", func() error {
+		waitFor(t, 15*time.Second, "writes flowing before the kill", func() error {
 			if _, first, ok := h.window(ready); !ok || first.IsZero() {
 				return errors.New("no write acknowledged yet")
 			}
