@@ -34,6 +34,28 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.Status)
 }
 
+// answerError builds the *Error for a non-2xx answer from its body: the
+// JSON error when there is one, else the text or the status text.
+func answerError(resp *http.Response, body []byte) *Error {
+	var e wire.Error
+	if json.Unmarshal(body, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(body))
+		if e.Error == "" {
+			e.Error = http.StatusText(resp.StatusCode)
+		}
+	}
+	if e.Outcome == "" {
+		e.Outcome = resp.Header.Get(wire.HeaderOutcome)
+	}
+	return &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+}
+
+// readAnswerError reads a bounded error body and builds its *Error.
+func readAnswerError(resp *http.Response) *Error {
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return answerError(resp, body)
+}
+
 // ErrNotFound is returned by Get for a missing key.
 var ErrNotFound = errors.New("key not found")
 
@@ -84,17 +106,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return resp.Header, ErrNotFound
 	}
 	if resp.StatusCode/100 != 2 {
-		var e wire.Error
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-			if e.Error == "" {
-				e.Error = http.StatusText(resp.StatusCode)
-			}
-		}
-		if e.Outcome == "" {
-			e.Outcome = resp.Header.Get(wire.HeaderOutcome)
-		}
-		return resp.Header, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+		return resp.Header, answerError(resp, data)
 	}
 	if out != nil {
 		if raw, ok := out.(*[]byte); ok {
@@ -215,6 +227,17 @@ func (c *Client) Status(ctx context.Context) (wire.NodeStatus, error) {
 	return s, err
 }
 
+// RaftStats is what the leader's failure detector asks every server for
+// (Consul's RaftStats): time since it last heard from the leader (-1:
+// never), and the term and index of its last log entry.
+func (c *Client) RaftStats(ctx context.Context) (lastContact time.Duration, lastTerm, lastIndex uint64, err error) {
+	s, err := c.Status(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return time.Duration(s.LastContactMs) * time.Millisecond, s.LastLogTerm, s.LastIndex, nil
+}
+
 // Configuration reads the Raft configuration.
 func (c *Client) Configuration(ctx context.Context) (wire.RaftConfiguration, error) {
 	var rc wire.RaftConfiguration
@@ -282,12 +305,7 @@ func (c *Client) Health(ctx context.Context) (h wire.AutopilotHealth, healthy bo
 		return h, false, fmt.Errorf("read health: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusTooManyRequests {
-		var e wire.Error
-		_ = json.Unmarshal(data, &e)
-		if e.Error == "" {
-			e.Error = http.StatusText(resp.StatusCode)
-		}
-		return h, false, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+		return h, false, answerError(resp, data)
 	}
 	if err := json.Unmarshal(data, &h); err != nil {
 		return h, false, fmt.Errorf("decode health: %w", err)
@@ -326,9 +344,7 @@ func (c *Client) Watch(ctx context.Context, key string, recurse bool, index uint
 		return nil, index, fmt.Errorf("read watch answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e wire.Error
-		_ = json.Unmarshal(data, &e)
-		return nil, index, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+		return nil, index, answerError(resp, data)
 	}
 	var out []wire.KVPair
 	if err := json.Unmarshal(data, &out); err != nil {
@@ -357,9 +373,7 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) (uin
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e wire.Error
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
-		return 0, 0, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+		return 0, 0, readAnswerError(resp)
 	}
 	n, err := io.Copy(w, resp.Body)
 	if err != nil {
@@ -384,9 +398,7 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader, size int64) (
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var e wire.Error
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
-		return 0, &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+		return 0, readAnswerError(resp)
 	}
 	return headerIndex(resp.Header), nil
 }

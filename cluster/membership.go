@@ -198,17 +198,3 @@ func (n *Node) Remove(ctx context.Context, id string, graceful bool) error {
 	}
 	return nil
 }
-
-// IsMember reports whether this node is in its latest known configuration.
-func (n *Node) IsMember() bool {
-	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if string(s.ID) == n.cfg.ID {
-			return true
-		}
-	}
-	return false
-}

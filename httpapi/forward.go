@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftkv/raftkv/cluster"
@@ -72,9 +73,10 @@ func (a *API) pause(ctx context.Context, deadline time.Time) error {
 func (a *API) forward(w http.ResponseWriter, r *http.Request, leaderHTTP string, body io.Reader, size int64) error {
 	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ForwardTimeout)
 	defer cancel()
-	wrote := false
+	// WroteRequest runs on the transport's goroutine: hence atomic.
+	var wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote = true },
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
 	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leaderHTTP+r.URL.RequestURI(), body)
 	if err != nil {
@@ -89,7 +91,7 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, leaderHTTP string,
 	req.Header.Set(wire.HeaderForwarded, a.node.ID())
 	resp, err := a.client.Do(req)
 	if err != nil {
-		if !wrote {
+		if !wrote.Load() {
 			return fmt.Errorf("%w: %s: %w", errLeaderUnreachable, leaderHTTP, err)
 		}
 		return &apiError{status: http.StatusGatewayTimeout, outcome: wire.OutcomeUnknown,

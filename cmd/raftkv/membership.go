@@ -41,15 +41,8 @@ func (p *peers) client(addr string, timeout time.Duration) *client.Client {
 // same way).
 func (p *peers) statsFetcher() cluster.StatsFetcher {
 	return func(ctx context.Context, httpAddr string) (cluster.PeerStats, error) {
-		s, err := p.client(httpAddr, 2*time.Second).Status(ctx)
-		if err != nil {
-			return cluster.PeerStats{}, err
-		}
-		return cluster.PeerStats{
-			LastContact: time.Duration(s.LastContactMs) * time.Millisecond,
-			LastTerm:    s.LastLogTerm,
-			LastIndex:   s.LastIndex,
-		}, nil
+		lc, term, idx, err := p.client(httpAddr, 2*time.Second).RaftStats(ctx)
+		return cluster.PeerStats{LastContact: lc, LastTerm: term, LastIndex: idx}, err
 	}
 }
 

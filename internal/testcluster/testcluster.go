@@ -102,11 +102,8 @@ func (c *Cluster) StartNode(i int) {
 	cfg.HTTPAddr = nd.HTTPAddr
 	cfg.Logger = c.log
 	cfg.FetchStats = func(ctx context.Context, httpAddr string) (cluster.PeerStats, error) {
-		s, err := client.New(httpAddr, 2*time.Second).Status(ctx)
-		if err != nil {
-			return cluster.PeerStats{}, err
-		}
-		return cluster.PeerStats{LastContact: time.Duration(s.LastContactMs) * time.Millisecond, LastTerm: s.LastLogTerm, LastIndex: s.LastIndex}, nil
+		lc, term, idx, err := client.New(httpAddr, 2*time.Second).RaftStats(ctx)
+		return cluster.PeerStats{LastContact: lc, LastTerm: term, LastIndex: idx}, err
 	}
 	node, err := cluster.Open(cfg)
 	if err != nil {
