@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -99,6 +102,10 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Files reread on SIGHUP (certificates, ACL rules) register a reloader
+	// here before the SIGHUP loop starts; a failed reload keeps the previous
+	// contents and logs why.
+	var reloads []reloader
 	cfg := sf.cluster
 	if sf.httpAdvertise == "" {
 		sf.httpAdvertise = sf.httpAddr
@@ -147,6 +154,10 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	hupDone := make(chan struct{})
+	go func() { defer close(hupDone); reloadOnHUP(hupCtx, log, reloads) }() // stopped by stopHUP
+
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }() // stopped by srv.Shutdown below
 	log.Info("raftkv node started", "id", cfg.ID, "http_addr", ln.Addr().String(), "raft_addr", cfg.RaftAddr, "data_dir", cfg.DataDir)
@@ -174,6 +185,8 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	}
 	stopJoin()
 	<-joinDone
+	stopHUP()
+	<-hupDone
 
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -216,5 +229,35 @@ func (p *peers) joinLoop(ctx context.Context, log *slog.Logger, addrs []string, 
 		case <-t.C:
 		}
 		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+// reloader rereads one file the server depends on.
+type reloader struct {
+	name string
+	fn   func() error
+}
+
+// reloadOnHUP runs every reloader on each SIGHUP until ctx ends.
+func reloadOnHUP(ctx context.Context, log *slog.Logger, reloads []reloader) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if len(reloads) == 0 {
+				log.Info("SIGHUP: nothing to reload")
+			}
+			for _, r := range reloads {
+				if err := r.fn(); err != nil {
+					log.Error("SIGHUP: reload failed; keeping the previous version", "what", r.name, "error", err)
+					continue
+				}
+				log.Info("SIGHUP: reloaded", "what", r.name)
+			}
+		}
 	}
 }
