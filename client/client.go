@@ -25,6 +25,7 @@ type Error struct {
 	Status  int
 	Message string
 	Outcome string // wire.OutcomeFailed or wire.OutcomeUnknown
+	Body    []byte // the answer's body, as received
 }
 
 func (e *Error) Error() string {
@@ -47,7 +48,7 @@ func answerError(resp *http.Response, body []byte) *Error {
 	if e.Outcome == "" {
 		e.Outcome = resp.Header.Get(wire.HeaderOutcome)
 	}
-	return &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome}
+	return &Error{Status: resp.StatusCode, Message: e.Error, Outcome: e.Outcome, Body: body}
 }
 
 // readAnswerError reads a bounded error body and builds its *Error.

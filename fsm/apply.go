@@ -25,6 +25,8 @@ type Result struct {
 	// Skipped: Index <= the applied index at the time, so the entry was applied before (a replay after
 	// a restart); nothing was done.
 	Skipped bool
+	// Txn is the outcome of an OpTxn entry (OK is false when it failed).
+	Txn *TxnResult
 	// Err: the entry could not be decoded or is invalid (wraps ErrBadCommand). The state is unchanged
 	// for it but the applied index still advances past it, as on every other node.
 	Err error
@@ -80,7 +82,12 @@ func (s *Store) ApplyBatch(logs []Log) ([]Result, error) {
 					r.Err = fmt.Errorf("log %d: %w", l.Index, err)
 					break
 				}
-				r.OK, err = w.apply(l.Index, cmd)
+				if cmd.Op == OpTxn {
+					r.Txn, err = w.txn(l.Index, cmd)
+					r.OK = r.Txn != nil && len(r.Txn.Errors) == 0
+				} else {
+					r.OK, err = w.apply(l.Index, cmd)
+				}
 				if err != nil {
 					return fmt.Errorf("log %d (%s %q): %w", l.Index, cmd.Op, cmd.Key, err)
 				}
@@ -164,6 +171,19 @@ func (w writer) apply(idx uint64, c Command) (ok bool, err error) {
 	}
 	// Unreachable: Validate rejects unknown ops.
 	return false, fmt.Errorf("%w: unknown op %d", ErrBadCommand, uint8(c.Op))
+}
+
+// txn applies a validated OpTxn command.
+func (w writer) txn(idx uint64, c Command) (*TxnResult, error) {
+	ops, err := DecodeTxn(c.Value)
+	if err != nil { // unreachable: Validate decoded it already
+		return nil, err
+	}
+	res, err := w.applyTxn(idx, ops)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 func (w writer) current(key []byte) (Entry, bool, error) {

@@ -37,6 +37,8 @@ const (
 	// invisible to KV reads.
 	OpSetMeta    Op = 7
 	OpDeleteMeta Op = 8 // delete Key from the meta bucket
+	// OpTxn applies the TxnOps encoded in Value (see EncodeTxn) all or nothing; Key is empty.
+	OpTxn Op = 9
 )
 
 // String returns the op's name, for logs.
@@ -58,11 +60,13 @@ func (o Op) String() string {
 		return "set-meta"
 	case OpDeleteMeta:
 		return "delete-meta"
+	case OpTxn:
+		return "txn"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
 
-func (o Op) valid() bool { return o >= OpSet && o <= OpDeleteMeta }
+func (o Op) valid() bool { return o >= OpSet && o <= OpTxn }
 
 // Command is one write to the state machine: the payload of a Raft log entry.
 //
@@ -163,6 +167,18 @@ func decodeCommand(b []byte, copyValue bool) (Command, error) {
 func (c Command) Validate() error {
 	if !c.Op.valid() {
 		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, uint8(c.Op))
+	}
+	if c.Op == OpTxn {
+		if c.Key != "" {
+			return fmt.Errorf("%w: a txn command has no key", ErrBadCommand)
+		}
+		if len(c.Value) > MaxValueSize {
+			return fmt.Errorf("%w: %w: transaction of %d bytes, max %d", ErrBadCommand, ErrValueTooLarge, len(c.Value), MaxValueSize)
+		}
+		if _, err := DecodeTxn(c.Value); err != nil {
+			return err
+		}
+		return nil
 	}
 	if c.Key == "" && c.Op != OpDeletePrefix && c.Op != OpNoop {
 		return fmt.Errorf("%w: %w: op %s needs a key", ErrBadCommand, ErrEmptyKey, c.Op)

@@ -77,7 +77,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"version 0", cat([]byte{0}, valid[1:])},
 		{"version 2", cat([]byte{2}, valid[1:])},
 		{"op 0", cat([]byte{1, 0}, valid[2:])},
-		{"op 9", cat([]byte{1, 9}, valid[2:])},
+		{"op 10", cat([]byte{1, 10}, valid[2:])},
 		{"op 255", cat([]byte{1, 255}, valid[2:])},
 		{"trailing byte", cat(valid, []byte{0})},
 		{"forged key length", cat([]byte{1, byte(OpSet)}, uv(1<<62), []byte("k"))},
@@ -125,7 +125,7 @@ func TestValidate(t *testing.T) {
 		{"value at limit", Command{Op: OpSet, Key: "k", Value: make([]byte, MaxValueSize)}, nil},
 		{"value over limit", Command{Op: OpSet, Key: "k", Value: make([]byte, MaxValueSize+1)}, ErrValueTooLarge},
 		{"op 0", Command{Key: "k"}, ErrBadCommand},
-		{"op 9", Command{Op: 9, Key: "k"}, ErrBadCommand},
+		{"op 10", Command{Op: 10, Key: "k"}, ErrBadCommand},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

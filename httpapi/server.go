@@ -114,6 +114,7 @@ func (a *API) routes() *mux.Router {
 	post := func(h handlerFunc) http.Handler {
 		return a.methods(map[string]handlerFunc{http.MethodPost: h, http.MethodPut: h})
 	}
+	r.Path("/v1/txn").Handler(a.methods(map[string]handlerFunc{http.MethodPut: a.txn, http.MethodPost: a.txn}))
 	r.Path("/v1/health").Handler(get(a.health))
 	r.Path("/v1/ready").Handler(get(a.ready))
 	r.Path("/v1/status/leader").Handler(get(a.statusLeader))

@@ -19,7 +19,7 @@ var errCASMismatch = errors.New("cas mismatch: nothing written")
 
 func newKVCmd(g *globals) *cobra.Command {
 	kv := &cobra.Command{Use: "kv", Short: "Read and write keys"}
-	kv.AddCommand(newKVPutCmd(g), newKVGetCmd(g), newKVDeleteCmd(g), newKVListCmd(g), newKVWatchCmd(g))
+	kv.AddCommand(newKVPutCmd(g), newKVGetCmd(g), newKVDeleteCmd(g), newKVListCmd(g), newKVWatchCmd(g), newKVTxnCmd(g))
 	return kv
 }
 

@@ -136,3 +136,43 @@ type AutopilotHealth struct {
 	Leader           string
 	Servers          []AutopilotServer
 }
+
+// TxnOp is one element of the PUT /v1/txn body (Consul's shape; only KV
+// operations are supported).
+type TxnOp struct {
+	KV *TxnKVOp `json:"KV,omitempty"`
+	// Other Consul operation kinds are refused with 400.
+	Node    any `json:"Node,omitempty"`
+	Service any `json:"Service,omitempty"`
+	Check   any `json:"Check,omitempty"`
+	Session any `json:"Session,omitempty"`
+}
+
+// TxnKVOp is a KV operation in a transaction. Verb is one of set, cas, get,
+// get-tree, check-index, check-not-exists, delete, delete-tree, delete-cas.
+type TxnKVOp struct {
+	Verb    string
+	Key     string
+	Value   []byte `json:",omitempty"` // base64 in JSON
+	Flags   uint64 `json:",omitempty"`
+	Index   uint64 `json:",omitempty"`
+	Session string `json:",omitempty"` // refused: raftkv has no sessions
+}
+
+// TxnResponse is the answer to PUT /v1/txn: Results on success (200),
+// Errors when the transaction was rolled back (409).
+type TxnResponse struct {
+	Results []TxnResult
+	Errors  []TxnError
+}
+
+// TxnResult is one result of a transaction.
+type TxnResult struct {
+	KV *KVPair `json:"KV,omitempty"`
+}
+
+// TxnError names a failed operation by its position in the request.
+type TxnError struct {
+	OpIndex int
+	What    string
+}
