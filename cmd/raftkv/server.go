@@ -22,6 +22,7 @@ import (
 )
 
 type serverFlags struct {
+	configFile    string
 	cluster       cluster.Config
 	httpAddr      string
 	httpAdvertise string
@@ -38,17 +39,25 @@ func newServerCmd() *cobra.Command {
 		Use:   "server",
 		Short: "Run a raftkv node",
 		Long: `Run a raftkv node. Every flag can also be set as RAFTKV_<FLAG> in the environment
-(for example RAFTKV_DATA_DIR); a flag on the command line wins.
+(for example RAFTKV_DATA_DIR), and in a TOML file given with --config under the flag's
+name (data-dir = "/var/lib/raftkv", join = ["10.0.0.1:8501"], heartbeat-timeout = "200ms").
+A flag on the command line wins over the environment, which wins over the file.
 
 Start the first node of a new cluster with --bootstrap on an empty data dir, and the
 others with --join pointing at any running node. A restarted node keeps its data dir
 and rejoins by itself.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if sf.configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), sf.configFile); err != nil {
+					return err
+				}
+			}
 			return runServer(cmd.Context(), sf, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&sf.configFile, "config", "", "TOML config file: any flag below by name (data-dir = \"/var/lib/raftkv\"); command line and RAFTKV_* environment win over it")
 	c := &sf.cluster
 	f.StringVar(&c.ID, "id", "", "unique node ID (required)")
 	f.StringVar(&c.DataDir, "data-dir", "", "data directory (required)")
