@@ -14,7 +14,11 @@ import (
 type Digest struct {
 	AppliedIndex uint64
 	Digest       string // SHA-256, hex
-	Keys         int    // number of kv keys
+	// KVDigest covers the kv bucket only: the user's data, without the
+	// cluster's own metadata (node addresses), so it compares across clusters
+	// (a backup and the cluster it was restored into).
+	KVDigest string
+	Keys     int // number of kv keys
 }
 
 // Digest hashes every kv entry (key, value, flags, create and modify index) and then every meta entry,
@@ -31,7 +35,7 @@ func (s *Store) Digest() (Digest, error) {
 		if d.AppliedIndex, err = readApplied(tx); err != nil {
 			return err
 		}
-		h := sha256.New()
+		h, kvh := sha256.New(), sha256.New()
 		var buf []byte
 		record := func(tag byte, k, v []byte) []byte {
 			buf = append(buf[:0], tag)
@@ -50,6 +54,7 @@ func (s *Store) Digest() (Digest, error) {
 			buf = binary.BigEndian.AppendUint64(buf, e.CreateIndex)
 			buf = binary.BigEndian.AppendUint64(buf, e.ModifyIndex)
 			h.Write(buf)
+			kvh.Write(buf)
 			d.Keys++
 			return nil
 		})
@@ -61,6 +66,7 @@ func (s *Store) Digest() (Digest, error) {
 			return nil
 		})
 		d.Digest = hex.EncodeToString(h.Sum(nil))
+		d.KVDigest = hex.EncodeToString(kvh.Sum(nil))
 		return err
 	})
 	if err != nil {

@@ -56,7 +56,7 @@ func (a *API) statusDigest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return readError{err}
 	}
-	writeJSON(w, http.StatusOK, wire.Digest{AppliedIndex: d.AppliedIndex, Digest: d.Digest, Keys: d.Keys})
+	writeJSON(w, http.StatusOK, wire.Digest{AppliedIndex: d.AppliedIndex, Digest: d.Digest, KVDigest: d.KVDigest, Keys: d.Keys})
 	return nil
 }
 

@@ -63,6 +63,7 @@ type NodeStatus struct {
 type Digest struct {
 	AppliedIndex uint64
 	Digest       string
+	KVDigest     string // the kv data only, comparable across clusters
 	Keys         int
 }
 
