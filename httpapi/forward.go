@@ -71,7 +71,13 @@ func (a *API) pause(ctx context.Context, deadline time.Time) error {
 // back. If the request never left this node the outcome is failed; once it
 // was written, a lost answer leaves the outcome unknown.
 func (a *API) forward(w http.ResponseWriter, r *http.Request, leaderHTTP string, body io.Reader, size int64) error {
-	ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ForwardTimeout)
+	return a.forwardWithin(w, r, leaderHTTP, body, size, a.cfg.ForwardTimeout)
+}
+
+// forwardWithin is forward with its own time limit (a snapshot restore
+// streams and installs gigabytes; a KV write takes milliseconds).
+func (a *API) forwardWithin(w http.ResponseWriter, r *http.Request, leaderHTTP string, body io.Reader, size int64, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	// WroteRequest runs on the transport's goroutine: hence atomic.
 	var wrote atomic.Bool

@@ -14,6 +14,10 @@ import (
 // maxSnapshotBody bounds PUT /v1/snapshot.
 const maxSnapshotBody = 16 << 30
 
+// snapshotForwardTimeout bounds a restore a follower forwards to the leader:
+// the upload, the leader's checks and the install on a quorum.
+const snapshotForwardTimeout = 30 * time.Minute
+
 // snapshotSave streams a consistent snapshot of the state (Consul's GET
 // /v1/snapshot; the format is raftkv's own framed bbolt image). By default
 // it is linearizable: it includes every write acknowledged before the
@@ -47,6 +51,12 @@ func (a *API) snapshotSave(w http.ResponseWriter, r *http.Request) error {
 // the body (Consul's PUT /v1/snapshot). A follower streams it on to the
 // leader. A bad snapshot gets 400 and changes nothing.
 func (a *API) snapshotRestore(w http.ResponseWriter, r *http.Request) error {
+	// A large snapshot takes longer to upload than the server's request read
+	// timeout allows: this request alone may take as long as it needs (the
+	// client's own timeout, or its disconnect, still ends it).
+	if err := http.NewResponseController(w).SetReadDeadline(time.Time{}); err != nil {
+		a.log.Debug("snapshot restore: cannot lift the read deadline", "error", err)
+	}
 	body := http.MaxBytesReader(w, r.Body, maxSnapshotBody)
 	deadline := time.Now().Add(a.cfg.LeaderWait)
 	for {
@@ -62,7 +72,7 @@ func (a *API) snapshotRestore(w http.ResponseWriter, r *http.Request) error {
 		}
 		if nle.LeaderHTTPAddr != "" && nle.LeaderID != a.node.ID() {
 			// Stream straight through: nothing of the body was read yet.
-			return a.forward(w, r, nle.LeaderHTTPAddr, body, r.ContentLength)
+			return a.forwardWithin(w, r, nle.LeaderHTTPAddr, body, r.ContentLength, snapshotForwardTimeout)
 		}
 		if err := a.pause(r.Context(), deadline); err != nil {
 			return fmt.Errorf("%w: %w", cluster.ErrNoLeader, err)
