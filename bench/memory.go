@@ -17,32 +17,44 @@ type NodeMemory struct {
 	// process of the node started.
 	RSSMB     float64 `json:"rss_mb"`
 	PeakRSSMB float64 `json:"peak_rss_mb"`
+	// AnonMB is the anonymous part of RSS (Go heap, stacks, runtime): the memory the node itself
+	// holds. FileMB is the file-backed part: mostly the mapped pages of the bbolt files, which are the
+	// kernel's page cache and are given back under memory pressure (a memory limit evicts them first).
+	AnonMB float64 `json:"rss_anon_mb"`
+	FileMB float64 `json:"rss_file_mb"`
 }
 
-// readMemory returns pid's current and peak resident set in MiB.
-func readMemory(pid int) (rss, peak float64, err error) {
+// readMemory returns pid's resident set in MiB: current, peak, anonymous and file-backed.
+func readMemory(pid int) (m NodeMemory, err error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
+		var dst *float64
+		switch k {
+		case "VmRSS":
+			dst = &m.RSSMB
+		case "VmHWM":
+			dst = &m.PeakRSSMB
+		case "RssAnon":
+			dst = &m.AnonMB
+		case "RssFile":
+			dst = &m.FileMB
+		}
+		if !ok || dst == nil {
 			continue
 		}
 		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("parse %s %q: %w", k, v, err)
+			return m, fmt.Errorf("parse %s %q: %w", k, v, err)
 		}
-		if k == "VmRSS" {
-			rss = kb / 1024
-		} else {
-			peak = kb / 1024
-		}
+		*dst = kb / 1024
 	}
-	return rss, peak, sc.Err()
+	return m, sc.Err()
 }
 
 // memory reads every running node's memory; nodes whose PID is unknown are left out.
@@ -53,12 +65,13 @@ func (c *spawnedCluster) memory() []NodeMemory {
 		if !ok {
 			continue
 		}
-		rss, peak, err := readMemory(p.PID())
+		m, err := readMemory(p.PID())
 		if err != nil {
 			c.log.Debug("read node memory", "id", n.ID, "error", err)
 			continue
 		}
-		out = append(out, NodeMemory{ID: n.ID, RSSMB: rss, PeakRSSMB: peak})
+		m.ID = n.ID
+		out = append(out, m)
 	}
 	return out
 }

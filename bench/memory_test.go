@@ -11,9 +11,9 @@ func TestProcReaders(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("reads /proc")
 	}
-	rss, peak, err := readMemory(os.Getpid())
-	if err != nil || rss <= 0 || peak < rss {
-		t.Errorf("readMemory(self) = %v, %v, %v; want 0 < rss <= peak", rss, peak, err)
+	m, err := readMemory(os.Getpid())
+	if err != nil || m.RSSMB <= 0 || m.PeakRSSMB < m.RSSMB || m.AnonMB <= 0 || m.FileMB <= 0 || m.AnonMB+m.FileMB > m.RSSMB+0.01 {
+		t.Errorf("readMemory(self) = %+v, %v; want 0 < rss <= peak, anon and file > 0, anon + file <= rss", m, err)
 	}
 	if _, err := procCPU(os.Getpid()); err != nil {
 		t.Errorf("procCPU(self): %v", err)

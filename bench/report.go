@@ -353,7 +353,7 @@ func writeMemory(w io.Writer, ms []NodeMemory) {
 	}
 	parts := make([]string, len(ms))
 	for i, m := range ms {
-		parts[i] = fmt.Sprintf("%s rss %.0f MiB (peak %.0f)", m.ID, m.RSSMB, m.PeakRSSMB)
+		parts[i] = fmt.Sprintf("%s rss %.0f MiB (peak %.0f; anon %.0f, file %.0f)", m.ID, m.RSSMB, m.PeakRSSMB, m.AnonMB, m.FileMB)
 	}
 	fmt.Fprintf(w, "node memory: %s\n", strings.Join(parts, ", "))
 }
