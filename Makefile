@@ -15,6 +15,17 @@ build:
 run: build
 	$(BIN)/raftkv local-cluster --nodes 3 --data-dir data
 
+# A development CA plus certificates for the local nodes n1-n3 and a
+# client-only certificate, in ./certs (existing files are kept). Then:
+# bin/raftkv local-cluster --tls-dir certs (see docs/security.md).
+CERTS ?= certs
+.PHONY: certs
+certs: build
+	@test -f $(CERTS)/ca.pem || $(BIN)/raftkv tls ca --dir $(CERTS)
+	@for n in n1 n2 n3; do test -f $(CERTS)/$$n.pem || \
+	  $(BIN)/raftkv tls cert --dir $(CERTS) --name $$n --hosts 127.0.0.1,localhost || exit $$?; done
+	@test -f $(CERTS)/client.pem || $(BIN)/raftkv tls cert --dir $(CERTS) --name client --client
+
 # Packages whose tests start real processes (whole clusters, jepsen-lite
 # scenarios). They run one package at a time: on a 2-core CI machine two
 # clusters under test at once starve each other's heartbeats.

@@ -7,6 +7,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,8 +63,9 @@ var ErrNotFound = errors.New("key not found")
 
 // Client talks to one node.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token string // ACL token sent as X-Consul-Token; "" = none
 }
 
 // New returns a client for the node at addr ("host:port" or a URL).
@@ -79,7 +81,37 @@ func New(addr string, timeout time.Duration) *Client {
 func (c *Client) WithTransport(rt http.RoundTripper) *Client {
 	hc := *c.http
 	hc.Transport = rt
-	return &Client{base: c.base, http: &hc}
+	cp := *c
+	cp.http = &hc
+	return &cp
+}
+
+// WithToken returns a copy of c that sends token as X-Consul-Token on every
+// request (an ACL token; "" sends none).
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
+}
+
+// setToken adds the ACL token to req, if c has one.
+func (c *Client) setToken(req *http.Request) {
+	if c.token != "" {
+		req.Header.Set("X-Consul-Token", c.token)
+	}
+}
+
+// WithTLS returns a copy of c that speaks HTTPS, verifying the node and
+// presenting a client certificate as cfg says. An http:// base address
+// (New's default for "host:port") becomes https://.
+func (c *Client) WithTLS(cfg *tls.Config) *Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = cfg
+	cp := c.WithTransport(t)
+	if rest, ok := strings.CutPrefix(cp.base, "http://"); ok {
+		cp.base = "https://" + rest
+	}
+	return cp
 }
 
 // Addr is the base URL.
@@ -94,6 +126,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
+	c.setToken(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
@@ -296,6 +329,7 @@ func (c *Client) Health(ctx context.Context) (h wire.AutopilotHealth, healthy bo
 	if err != nil {
 		return h, false, fmt.Errorf("build request: %w", err)
 	}
+	c.setToken(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return h, false, fmt.Errorf("GET /v1/operator/autopilot/health: %w", err)
@@ -328,6 +362,7 @@ func (c *Client) Watch(ctx context.Context, key string, recurse bool, index uint
 	if err != nil {
 		return nil, index, fmt.Errorf("build request: %w", err)
 	}
+	c.setToken(req)
 	// A blocking query outlives the client's normal timeout.
 	hc := *c.http
 	hc.Timeout = wait + wait/16 + 10*time.Second
@@ -366,6 +401,7 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer, stale bool) (uin
 	if err != nil {
 		return 0, 0, fmt.Errorf("build request: %w", err)
 	}
+	c.setToken(req)
 	hc := *c.http
 	hc.Timeout = 0 // a large snapshot takes as long as it takes; ctx bounds it
 	resp, err := hc.Do(req)
@@ -390,6 +426,7 @@ func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader, size int64) (
 	if err != nil {
 		return 0, fmt.Errorf("build request: %w", err)
 	}
+	c.setToken(req)
 	req.ContentLength = size
 	hc := *c.http
 	hc.Timeout = 0

@@ -16,7 +16,8 @@ import (
 //
 //   - nil: committed and applied; the Result says whether a CAS took effect.
 //   - ErrBadRequest, ErrNotLeader (*NotLeaderError), ErrNoLeader,
-//     ErrShuttingDown: not proposed, certainly did not happen.
+//     ErrShuttingDown, ErrDiskFull (*DiskFullError): not proposed, certainly
+//     did not happen.
 //   - ErrOutcomeUnknown: proposed, but leadership was lost or the commit did
 //     not arrive within ApplyTimeout (or ctx ended); it may or may not commit.
 func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
@@ -28,6 +29,9 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	}
 	if n.raft.State() != raft.Leader {
 		return fsm.Result{}, n.notLeader()
+	}
+	if err := n.checkDiskSpace(cmd); err != nil {
+		return fsm.Result{}, err
 	}
 	id := n.pending.add()
 	defer n.pending.done(id)

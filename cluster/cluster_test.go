@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +251,143 @@ func TestOutcomeOfBadCommand(t *testing.T) {
 	_, err := l.Node.Apply(ctxT(t, time.Second), fsm.Command{Op: fsm.OpSet, Key: ""})
 	if !errors.Is(err, cluster.ErrBadRequest) {
 		t.Fatalf("empty key: got %v, want ErrBadRequest", err)
+	}
+}
+
+// deadAddr returns a loopback address where nothing listens.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// TestJoinValidation: malformed join requests, and joins that would take a
+// live member's place (its ID at another address, its address under another
+// ID, the leader's address), are refused with ErrBadRequest (plus
+// ErrMemberConflict for the latter) and change nothing. A member that is
+// really gone can be moved or have its address taken over, and keeps its
+// suffrage: a moved non-voter is not promoted, a moved voter stays a voter.
+func TestJoinValidation(t *testing.T) {
+	c := testcluster.Start(t, 3)
+	l := c.WaitLeader(5 * time.Second)
+	config := func() map[string]cluster.Server {
+		t.Helper()
+		servers, _, err := l.Node.Configuration()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]cluster.Server{}
+		for _, s := range servers {
+			s.Leader = false // leadership is not what a join may change
+			m[s.ID] = s
+		}
+		return m
+	}
+	join := func(req cluster.JoinRequest) error {
+		return l.Node.Join(ctxT(t, 10*time.Second), req)
+	}
+	before := config()
+	f := c.Follower()
+	live := before[f.ID]
+	leaderAddr := before[l.ID].RaftAddr
+	free := deadAddr(t)
+
+	for _, req := range []cluster.JoinRequest{
+		{RaftAddr: free},
+		{ID: "x"},
+		{ID: "x", RaftAddr: "garbage"},
+		{ID: "x", RaftAddr: "127.0.0.1"},
+		{ID: "x", RaftAddr: "127.0.0.1:0"},
+		{ID: "x", RaftAddr: "127.0.0.1:99999"},
+		{ID: "x", RaftAddr: "127.0.0.1:http"},
+		{ID: "x", RaftAddr: ":8300"},
+		{ID: "x", RaftAddr: "0.0.0.0:8300"},
+		{ID: "x", RaftAddr: "[::]:8300"},
+		{ID: "x", RaftAddr: strings.Repeat("h", 300) + ":1"},
+		{ID: "x", RaftAddr: free, HTTPAddr: "nonsense"},
+		{ID: "x", RaftAddr: free, HTTPAddr: "ftp://127.0.0.1:1"},
+		{ID: "x", RaftAddr: free, HTTPAddr: "http://"},
+		{ID: "two words", RaftAddr: free},
+		{ID: "line\nbreak", RaftAddr: free},
+		{ID: "\xff\xfe", RaftAddr: free},
+		{ID: strings.Repeat("i", 129), RaftAddr: free},
+	} {
+		err := join(req)
+		if !errors.Is(err, cluster.ErrBadRequest) || errors.Is(err, cluster.ErrMemberConflict) {
+			t.Errorf("join %+v: %v, want ErrBadRequest (not a conflict)", req, err)
+		}
+	}
+	for _, req := range []cluster.JoinRequest{
+		{ID: live.ID, RaftAddr: free},                          // a live member "moves"
+		{ID: live.ID, RaftAddr: free, Fresh: true},             // ... claiming a wiped data dir
+		{ID: "intruder", RaftAddr: live.RaftAddr},              // a live member's address
+		{ID: "intruder", RaftAddr: live.RaftAddr, Fresh: true}, // ... from a fresh server
+		{ID: "intruder", RaftAddr: leaderAddr},                 // the leader's address
+		{ID: l.ID, RaftAddr: free},                             // the leader's ID
+	} {
+		err := join(req)
+		if !errors.Is(err, cluster.ErrBadRequest) || !errors.Is(err, cluster.ErrMemberConflict) {
+			t.Errorf("join %+v: %v, want ErrBadRequest and ErrMemberConflict", req, err)
+		}
+		t.Logf("join %+v refused: %v", req, err)
+	}
+	if got := config(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("refused joins changed the configuration:\n got %v\nwant %v", got, before)
+	}
+	// Idempotent: a member joining again as it is changes nothing.
+	if err := join(cluster.JoinRequest{ID: live.ID, RaftAddr: live.RaftAddr, HTTPAddr: f.HTTPAddr}); err != nil {
+		t.Fatalf("repeated join of %s: %v", live.ID, err)
+	}
+	if got := config(); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatalf("repeated join changed the configuration:\n got %v\nwant %v", got, before)
+	}
+
+	// A gone non-voter (nothing listens at its address) can move once the
+	// leader sees it unreachable; it stays a non-voter.
+	first, second := deadAddr(t), deadAddr(t)
+	if err := join(cluster.JoinRequest{ID: "gone", RaftAddr: first}); err != nil {
+		t.Fatalf("join gone: %v", err)
+	}
+	retryJoin := func(req cluster.JoinRequest) {
+		t.Helper()
+		err := testcluster.Poll(15*time.Second, func() error {
+			err := join(req)
+			if err != nil && !errors.Is(err, cluster.ErrMemberConflict) {
+				t.Fatalf("join %+v: %v, want success or (until the member is seen dead) a conflict", req, err)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("join %+v: %v", req, err)
+		}
+	}
+	retryJoin(cluster.JoinRequest{ID: "gone", RaftAddr: second})
+	if s, ok := config()["gone"]; !ok || s.RaftAddr != second || s.Voter {
+		t.Fatalf("after moving gone: %+v (present %v), want a non-voter at %s", s, ok, second)
+	}
+	// Another ID may take over the address of a gone server, which is removed.
+	retryJoin(cluster.JoinRequest{ID: "successor", RaftAddr: second})
+	got := config()
+	if _, ok := got["gone"]; ok {
+		t.Errorf("gone still in the configuration after successor took its address: %v", got)
+	}
+	if s := got["successor"]; s.RaftAddr != second || s.Voter {
+		t.Errorf("successor: %+v, want a non-voter at %s", s, second)
+	}
+	if err := l.Node.Remove(ctxT(t, 10*time.Second), "successor", false); err != nil {
+		t.Fatalf("remove successor: %v", err)
+	}
+
+	// A stopped voter can move, and stays a voter.
+	c.StopNode(c.Index(f))
+	moved := deadAddr(t)
+	retryJoin(cluster.JoinRequest{ID: live.ID, RaftAddr: moved})
+	if s := config()[live.ID]; s.RaftAddr != moved || !s.Voter {
+		t.Fatalf("after moving stopped %s: %+v, want a voter at %s", live.ID, s, moved)
 	}
 }

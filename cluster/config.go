@@ -87,11 +87,21 @@ type Config struct {
 	// DiskStallTimeout: a leader whose own writes do not commit for this long
 	// while its followers are reachable steps down. Default 2s; 0 = off.
 	DiskStallTimeout time.Duration
+	// MinFreeDisk: while the data dir's filesystem has less free space than
+	// this, the node refuses writes (ErrDiskFull) and keeps serving reads;
+	// writes resume once free space is back above it plus 1/8. The leader
+	// also refuses while a quorum of voters is below. Default 64MB; 0 = off.
+	MinFreeDisk ByteSize
 
 	// DialOverride maps a peer address this node would dial (host:port) to
 	// the address it dials instead, for Raft traffic. jepsen-lite uses it to
 	// route every node-to-node link through a proxy it can cut. nil = none.
 	DialOverride map[string]string
+
+	// TLS, when not nil, runs Raft traffic over mutually authenticated TLS
+	// (see TransportTLS). Peers' certificates are checked against their
+	// advertised Raft host, also when DialOverride redirects the dial.
+	TLS *TransportTLS
 
 	// OnFatal is called when the node can no longer work correctly and the
 	// process should exit so a supervisor restarts it (a stalled disk that
@@ -122,6 +132,7 @@ func DefaultConfig() Config {
 		HealthContactThreshold:  200 * time.Millisecond,
 		HealthMaxLag:            250,
 		DiskStallTimeout:        2 * time.Second,
+		MinFreeDisk:             64 << 20,
 	}
 }
 
@@ -177,6 +188,9 @@ func (c Config) Validate() error {
 	}
 	if c.ServerStabilizationTime < 0 || c.DeadNodeTimeout < 0 || c.DiskStallTimeout < 0 {
 		errs = append(errs, errors.New("stabilization time and dead node timeout must not be negative"))
+	}
+	if err := c.TLS.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

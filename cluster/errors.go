@@ -25,6 +25,10 @@ var (
 	ErrLeftCluster = errors.New("server left the cluster gracefully; join it explicitly to bring it back")
 	// ErrUnknownServer: a membership change names a server that is not a member.
 	ErrUnknownServer = errors.New("unknown server")
+	// ErrDiskFull: a write was refused because this leader, or a quorum of
+	// voters, is below its free disk reserve (Config.MinFreeDisk); nothing
+	// was proposed. Matched by *DiskFullError, which names the nodes.
+	ErrDiskFull = errors.New("disk full")
 )
 
 // NotLeaderError says this node is not the leader and, when known, who is.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -34,6 +35,16 @@ type stateMachine struct {
 
 	restores  atomic.Uint64 // snapshots restored into the store (install or start)
 	snapshots atomic.Uint64 // snapshots taken
+
+	// Checking that the snapshot the applied index came from is in the log
+	// (snapshotbase.go); base is that snapshot until the log confirms it.
+	logs    raft.LogStore
+	snapDir string
+	log     *slog.Logger
+	base    atomic.Pointer[raft.SnapshotMeta]
+
+	openMu sync.Mutex
+	open   map[*fsmSnapshot]struct{} // snapshots raft holds (abortSnapshots)
 }
 
 var _ raft.BatchingFSM = (*stateMachine)(nil)
@@ -49,6 +60,9 @@ func newStateMachine(store *fsm.Store, snaps raft.SnapshotStore) *stateMachine {
 // (disk full, I/O error); continuing would let replicas diverge, so it
 // panics and the process restarts from the last durable applied index.
 func (sm *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
+	if err := sm.verifyBase(); err != nil {
+		panic(fmt.Errorf("before applying index %d: %w", logs[0].Index, err))
+	}
 	batch := make([]fsm.Log, len(logs))
 	for i, l := range logs {
 		batch[i] = fsm.Log{Index: l.Index, Data: l.Data, NoOp: l.Type != raft.LogCommand}
@@ -105,12 +119,15 @@ func (sm *stateMachine) waitApplied(ctx context.Context, idx uint64) error {
 
 // Snapshot opens a read transaction; Persist streams it while writes go on.
 func (sm *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
+	if err := sm.verifyBase(); err != nil {
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
 	sn, err := sm.store.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("fsm snapshot: %w", err)
 	}
 	sm.snapshots.Add(1)
-	return &fsmSnapshot{sn: sn}, nil
+	return sm.track(sn), nil
 }
 
 // Restore replaces the state with a snapshot sent by the leader or
@@ -127,6 +144,7 @@ func (sm *stateMachine) Snapshot() (raft.FSMSnapshot, error) {
 // skipped nor re-applied.
 func (sm *stateMachine) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	sm.abortSnapshots()
 	if err := sm.store.Restore(rc); err != nil {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
@@ -136,6 +154,7 @@ func (sm *stateMachine) Restore(rc io.ReadCloser) error {
 		if err := sm.store.SetAppliedIndex(idx); err != nil {
 			return fmt.Errorf("fsm restore: %w", err)
 		}
+		sm.base.Store(list[0]) // checked against the log before the next apply
 	}
 	sm.restores.Add(1)
 	sm.mu.Lock()
@@ -146,9 +165,22 @@ func (sm *stateMachine) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ sn *fsm.Snapshot }
+// fsmSnapshot is a snapshot raft is taking; stateMachine.Restore aborts
+// the ones raft has not begun to persist (snapshotbase.go).
+type fsmSnapshot struct {
+	sm      *stateMachine
+	mu      sync.Mutex // Persist, Release and abort never overlap
+	sn      *fsm.Snapshot
+	aborted bool
+}
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aborted {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot at index %d: %w", s.sn.Index(), errSnapshotAborted)
+	}
 	if _, err := s.sn.WriteTo(sink); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot at index %d: %w", s.sn.Index(), err)
@@ -159,4 +191,9 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	return nil
 }
 
-func (s *fsmSnapshot) Release() { s.sn.Release() }
+func (s *fsmSnapshot) Release() {
+	s.mu.Lock()
+	s.sn.Release()
+	s.mu.Unlock()
+	s.sm.untrack(s)
+}

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,6 +19,11 @@ type PeerStats struct {
 	LastContact time.Duration // since the server last heard from the leader; -1 never
 	LastTerm    uint64        // term of its last log entry
 	LastIndex   uint64        // index of its last log entry
+	// Disk: the server's free disk space, its reserve and whether it is
+	// below it (refusing writes). Zero from a server that does not report
+	// them (an older version): counted as not low.
+	DiskFree, DiskReserve uint64
+	DiskLow               bool
 }
 
 // StatsFetcher asks the server at httpAddr for its PeerStats. The cluster
@@ -52,7 +58,9 @@ type Health struct {
 // SelfStats reports this node's own PeerStats.
 func (n *Node) SelfStats() PeerStats {
 	term, _ := strconv.ParseUint(n.raft.Stats()["last_log_term"], 10, 64)
-	return PeerStats{LastContact: n.LastContact(), LastTerm: term, LastIndex: n.raft.LastIndex()}
+	ds := n.disk.status()
+	return PeerStats{LastContact: n.LastContact(), LastTerm: term, LastIndex: n.raft.LastIndex(),
+		DiskFree: ds.FreeBytes, DiskReserve: ds.ReserveBytes, DiskLow: ds.Low}
 }
 
 // Health returns the leader's health view; on a follower a *NotLeaderError.
@@ -99,12 +107,17 @@ type detector struct {
 	healthy map[raft.ServerID]bool      // last health seen, to log transitions once
 	since   map[raft.ServerID]time.Time // when each server's health last changed
 	started time.Time
+
+	// diskQuorum is non-nil while a quorum of voters reports low disk
+	// space (noteDiskQuorum); Apply refuses writes meanwhile.
+	diskQuorum atomic.Pointer[DiskFullError]
 }
 
 type peerTrack struct {
 	lastOK       time.Time // last successful stats fetch
 	firstSeen    time.Time
 	stats        autopilot.ServerStats
+	disk         peerDisk // from the last successful stats fetch
 	ok           bool
 	hbFailing    bool      // heartbeats failing per raft's observations
 	failingSince time.Time // start of the current unreachable episode
@@ -127,6 +140,7 @@ func (d *detector) start(ctx context.Context) {
 	d.healthy = map[raft.ServerID]bool{}
 	d.since = map[raft.ServerID]time.Time{}
 	d.started = time.Now()
+	d.diskQuorum.Store(nil)
 	d.mu.Unlock()
 	d.ap.Start(ctx)
 }
@@ -230,6 +244,7 @@ func (d *detector) FetchServerStats(ctx context.Context, servers map[raft.Server
 			}
 			p.ok, p.lastOK, p.failingSince = true, now, time.Time{}
 			p.stats = autopilot.ServerStats{LastContact: r.stats.LastContact, LastTerm: r.stats.LastTerm, LastIndex: r.stats.LastIndex}
+			p.disk = peerDisk{low: r.stats.DiskLow, free: r.stats.DiskFree, reserve: r.stats.DiskReserve}
 		} else {
 			if p.ok || p.failingSince.IsZero() {
 				p.failingSince = now
@@ -250,6 +265,7 @@ func (d *detector) FetchServerStats(ctx context.Context, servers map[raft.Server
 		}
 		out[r.id] = &s
 	}
+	d.noteDiskQuorum()
 	return out
 }
 
@@ -300,6 +316,22 @@ func (d *detector) RemoveFailedServer(s *autopilot.Server) {
 	delete(d.healthy, s.ID)
 	delete(d.since, s.ID)
 	d.mu.Unlock()
+}
+
+// peerChanged runs when raft adds a server to, or removes it from, the
+// replication set (a join, a leave, a re-add). raft then runs a fresh
+// replication and heartbeat goroutine for it, which reports only its own
+// failures, so a "heartbeats failing" state left by the previous one would
+// never see its "resumed" and would keep the server unhealthy for ever: a
+// node killed just as it left, then re-added, stayed a non-voter (found by
+// the kill -9 loops in cmd/raftkv/e2e_crash_test.go).
+func (d *detector) peerChanged(id raft.ServerID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p, ok := d.peers[id]; ok && p.hbFailing {
+		p.hbFailing = false
+		d.n.log.Info("heartbeats to node: state reset, raft restarted its replication", "peer", id)
+	}
 }
 
 // heartbeatFailed and heartbeatResumed feed raft's own observations in.

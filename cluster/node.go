@@ -58,8 +58,11 @@ type Node struct {
 	detector *detector
 	fresh    bool // started with no raft state
 	pending  pendingWrites
+	disk     *diskGuard // free space of the data dir's filesystem
 
 	startRestores uint64 // snapshots restored into the fsm at start
+
+	history leaderHistory // leader changes observed (history.go)
 }
 
 // Open starts a Node: opens (or creates) the data dir, restores the newest
@@ -96,12 +99,15 @@ func Open(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
 	}
+	n.disk = newDiskGuard(cfg.ID, cfg.DataDir, cfg.MinFreeDisk, log)
+	n.disk.sample(time.Now())
 
 	n.store, err = fsm.Open(filepath.Join(fsmDir, fsmDBName), fsm.Options{Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("open state machine: %w", err)
 	}
 	closers = append(closers, n.store.Close)
+	removeStaleTemps(cfg.DataDir, raftDir, log)
 
 	hlog := newRaftLogger(log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.SnapshotRetain, hlog.Named("snapshot"))
@@ -118,7 +124,9 @@ func Open(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
 	closers = append(closers, n.logDB.Close)
-	logs, err := raft.NewLogCache(logCacheSize, n.logDB)
+	n.sm.attach(n.logDB, filepath.Join(raftDir, "snapshots"), log)
+	holeAware := &holeAwareLogs{LogStore: n.logDB, n: n}
+	logs, err := raft.NewLogCache(logCacheSize, holeAware)
 	if err != nil {
 		return nil, fmt.Errorf("create log cache: %w", err)
 	}
@@ -131,7 +139,7 @@ func Open(cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("resolve raft advertise address %q: %w", cfg.advertise(), err)
 		}
 	}
-	stream, err := newRetryStreamLayer(cfg.RaftAddr, adv, n.shutdownCh, cfg.DialOverride)
+	stream, err := newRetryStreamLayer(cfg.RaftAddr, adv, n.shutdownCh, cfg.DialOverride, cfg.TLS, log)
 	if err != nil {
 		return nil, fmt.Errorf("raft transport: %w", err)
 	}
@@ -155,6 +163,7 @@ func Open(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	closers = append(closers, func() error { return n.raft.Shutdown().Error() })
+	holeAware.r.Store(n.raft)
 
 	switch {
 	case cfg.Bootstrap && !hasState:
@@ -174,6 +183,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	n.wg.Go(n.observe)
 	n.wg.Go(n.watchLeadership)
 	n.wg.Go(n.runReadBatcher)
+	n.wg.Go(func() { n.disk.run(n.ctx) })
 	return n, nil
 }
 

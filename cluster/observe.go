@@ -29,8 +29,10 @@ func (n *Node) observe() {
 			case raft.ResumedHeartbeatObservation:
 				n.detector.heartbeatResumed(d.PeerID)
 			case raft.LeaderObservation:
+				n.recordLeader(d)
 				n.log.Info("leader changed", "leader_id", d.LeaderID, "leader_addr", d.LeaderAddr, "term", n.raft.CurrentTerm())
 			case raft.PeerObservation:
+				n.detector.peerChanged(d.Peer.ID)
 				n.log.Info("configuration changed", "peer", d.Peer.ID, "addr", d.Peer.Address, "removed", d.Removed, "suffrage", d.Peer.Suffrage.String())
 			}
 		}

@@ -26,6 +26,7 @@ type Status struct {
 	ReadReady      bool   // leader whose read barrier for this term is applied
 	SnapshotsTaken uint64 // by this process
 	Restores       uint64 // snapshots restored into the state machine by this process
+	Disk           DiskStatus
 }
 
 // Status reports the node's current state without any network round trip.
@@ -43,6 +44,7 @@ func (n *Node) Status() Status {
 		LastContact:    n.LastContact(),
 		SnapshotsTaken: n.sm.snapshots.Load(),
 		Restores:       n.sm.restores.Load() + n.startRestores,
+		Disk:           n.disk.status(),
 	}
 	if le, ok := n.notLeader().(*NotLeaderError); ok {
 		s.LeaderID, s.LeaderAddr, s.LeaderHTTPAddr = le.LeaderID, le.LeaderAddr, le.LeaderHTTPAddr

@@ -20,6 +20,8 @@ var (
 	ErrSnapshotReleased = errors.New("snapshot released")
 	// ErrCorrupt: data read from the store does not have the expected encoding.
 	ErrCorrupt = errors.New("corrupt fsm data")
+	// ErrResultTooLarge: a bounded read (ListLimit, KeysLimit) would answer more than its limit.
+	ErrResultTooLarge = errors.New("result too large")
 	// ErrClosed: the Store has been closed (or a failed Restore could not reopen it).
 	ErrClosed = errors.New("fsm store closed")
 )

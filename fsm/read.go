@@ -38,10 +38,20 @@ func (s *Store) Get(key string) (Entry, bool, error) {
 }
 
 // List returns every entry whose key starts with prefix (all of them for ""), sorted by key.
-func (s *Store) List(prefix string) ([]Entry, error) {
+func (s *Store) List(prefix string) ([]Entry, error) { return s.ListLimit(prefix, 0) }
+
+// ListLimit is List with a bound on the answer: when the entries' keys and stored values (the value
+// plus its few bytes of entry header) plus EntryOverhead bytes per entry add up to more than maxBytes, it stops reading and returns an error
+// wrapping ErrResultTooLarge, so a listing never holds more than about maxBytes in memory.
+// maxBytes 0 = no limit.
+func (s *Store) ListLimit(prefix string, maxBytes int64) ([]Entry, error) {
 	var out []Entry
+	var size int64
 	err := s.view(func(tx *bbolt.Tx) error {
 		return forEachPrefix(tx.Bucket(bucketKV), []byte(prefix), func(k, v []byte) error {
+			if size += int64(len(k) + len(v) + EntryOverhead); maxBytes > 0 && size > maxBytes {
+				return fmt.Errorf("%w: over %d bytes after %d entries", ErrResultTooLarge, maxBytes, len(out))
+			}
 			e, err := decodeEntry(k, v)
 			if err != nil {
 				return err
@@ -56,13 +66,32 @@ func (s *Store) List(prefix string) ([]Entry, error) {
 	return out, nil
 }
 
+// EntryOverhead is what ListLimit and KeysLimit count for each entry besides its key and value:
+// roughly its share of the answer's framing, so that many tiny entries are bounded too.
+const EntryOverhead = 64
+
 // Keys returns the keys that start with prefix, sorted, with Consul's separator semantics: when
 // separator is not empty, a key that contains separator after the prefix is folded into
 // prefix + (the rest up to and including the first separator), and folded keys are listed once.
 // With keys "web/1", "web/sub/2" and "x", Keys("", "/") is ["web/", "x"] and Keys("web/", "/") is
 // ["web/1", "web/sub/"].
 func (s *Store) Keys(prefix, separator string) ([]string, error) {
+	return s.KeysLimit(prefix, separator, 0)
+}
+
+// KeysLimit is Keys with a bound on the answer: when the names plus EntryOverhead bytes per name add
+// up to more than maxBytes, it stops and returns an error wrapping ErrResultTooLarge. maxBytes 0 = no
+// limit.
+func (s *Store) KeysLimit(prefix, separator string, maxBytes int64) ([]string, error) {
 	var out []string
+	var size int64
+	add := func(name []byte) error {
+		if size += int64(len(name) + EntryOverhead); maxBytes > 0 && size > maxBytes {
+			return fmt.Errorf("%w: over %d bytes after %d keys", ErrResultTooLarge, maxBytes, len(out))
+		}
+		out = append(out, string(name))
+		return nil
+	}
 	err := s.view(func(tx *bbolt.Tx) error {
 		p := []byte(prefix)
 		c := tx.Bucket(bucketKV).Cursor()
@@ -73,12 +102,16 @@ func (s *Store) Keys(prefix, separator string) ([]string, error) {
 				i = bytes.Index(rest, []byte(separator))
 			}
 			if i < 0 {
-				out = append(out, string(k))
+				if err := add(k); err != nil {
+					return err
+				}
 				k, _ = c.Next()
 				continue
 			}
 			folded := k[:len(p)+i+len(separator)]
-			out = append(out, string(folded))
+			if err := add(folded); err != nil {
+				return err
+			}
 			// Every key between folded and its successor folds to the same name: jump over them.
 			next := prefixSuccessor(folded)
 			if next == nil {

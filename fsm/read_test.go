@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -77,5 +79,50 @@ func TestListAndGet(t *testing.T) {
 	}
 	if st.Keys != 4 || st.AppliedIndex != 4 || st.SizeBytes <= 0 {
 		t.Errorf("Stats: got %+v, want 4 keys at index 4 and a positive size", st)
+	}
+}
+
+// TestListLimit: ListLimit and KeysLimit answer in full up to their byte
+// limit (keys, stored values and EntryOverhead per entry) and refuse with
+// ErrResultTooLarge past it; 0 means no limit.
+func TestListLimit(t *testing.T) {
+	s := openTestStore(t)
+	var cmds []Command
+	for i := range 10 {
+		cmds = append(cmds, set("p/"+strings.Repeat("k", 8)+string(rune('0'+i)), strings.Repeat("v", 90)))
+	}
+	mustApply(t, s, logsFrom(1, cmds...)...)
+	const entry = 11 + 4 + 90 + EntryOverhead // key, stored value (4-byte entry header here), overhead
+	const name = 11 + EntryOverhead
+
+	for _, tc := range []struct {
+		max  int64
+		want int // entries, -1 = too large
+	}{{0, 10}, {10 * entry, 10}, {10*entry - 1, -1}, {entry, -1}, {1, -1}} {
+		got, err := s.ListLimit("p/", tc.max)
+		switch {
+		case tc.want < 0 && !errors.Is(err, ErrResultTooLarge):
+			t.Errorf("ListLimit(max %d): %d entries, %v; want ErrResultTooLarge", tc.max, len(got), err)
+		case tc.want >= 0 && (err != nil || len(got) != tc.want):
+			t.Errorf("ListLimit(max %d): %d entries, %v; want %d", tc.max, len(got), err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		max       int64
+		sep       string
+		wantNames int // -1 = too large
+	}{{0, "", 10}, {10 * name, "", 10}, {10*name - 1, "", -1}, {2 + EntryOverhead, "/", 1}, {1 + EntryOverhead, "/", -1}} {
+		got, err := s.KeysLimit("", tc.sep, tc.max)
+		switch {
+		case tc.wantNames < 0 && !errors.Is(err, ErrResultTooLarge):
+			t.Errorf("KeysLimit(max %d, sep %q): %v, %v; want ErrResultTooLarge", tc.max, tc.sep, got, err)
+		case tc.wantNames >= 0 && (err != nil || len(got) != tc.wantNames):
+			t.Errorf("KeysLimit(max %d, sep %q): %v, %v; want %d names", tc.max, tc.sep, got, err, tc.wantNames)
+		}
+	}
+	// Only what is under the prefix counts.
+	mustApply(t, s, logsFrom(11, set("q", strings.Repeat("z", 10000)))...)
+	if got, err := s.ListLimit("p/", 10*entry); err != nil || len(got) != 10 {
+		t.Errorf("ListLimit(p/) with a big key elsewhere: %d entries, %v; want 10", len(got), err)
 	}
 }

@@ -125,10 +125,13 @@ func copySnapshot(w io.Writer, r io.Reader) (int64, error) {
 	return n, nil
 }
 
-// checkDB opens the bbolt file at path read-only, checks that the buckets are there and returns its
-// applied index. The checksum already rules out a damaged transfer; this catches an image that is not
-// a raftkv store. bbolt trusts its file, so a malformed one can make it panic or fault reading past
-// the end of the mapping: both become errors here.
+// checkDB checks the bbolt file at path and returns its applied index. The checksum already rules out
+// a damaged transfer; this catches an image that is not a sound raftkv store. bbolt trusts its file:
+// a malformed one can make it panic, fault reading past the end of the mapping, recurse forever or
+// panic in a goroutine of its own (out of reach of recover) when the live store opens it read-write.
+// So the page structure is checked first without bbolt (checkImageStructure); only then is the file
+// opened read-only, the buckets looked up and every entry decoded. Panics and faults left become
+// errors here.
 func (s *Store) checkDB(path string) (idx uint64, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
@@ -139,6 +142,9 @@ func (s *Store) checkDB(path string) (idx uint64, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return 0, fmt.Errorf("stat image: %w", err)
+	}
+	if err := checkImageFile(path, fi.Size()); err != nil {
+		return 0, err
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: s.opts.Timeout})
 	if err != nil {
@@ -154,11 +160,40 @@ func (s *Store) checkDB(path string) (idx uint64, err error) {
 				return fmt.Errorf("bucket %s missing", name)
 			}
 		}
-		var err error
+		// Every entry must decode, or reads of it would fail after the restore.
+		err := tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+			_, _, err := parseEntry(k, v) // v is nil for a nested bucket: rejected too
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+			if v == nil {
+				return fmt.Errorf("meta %q is a bucket", k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		idx, err = readApplied(tx)
 		return err
 	})
 	return idx, err
+}
+
+// checkImageFile runs checkImageStructure on the file at path.
+func checkImageFile(path string, size int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open image: %w", err)
+	}
+	defer f.Close()
+	if err := checkImageStructure(f, size); err != nil {
+		return fmt.Errorf("bbolt image: %w", err)
+	}
+	return nil
 }
 
 // swap replaces the live db with the checked file at tmp.

@@ -61,6 +61,9 @@ func classify(err error) (status int, outcome, msg string) {
 		return http.StatusConflict, outcome, err.Error()
 	case errors.Is(err, cluster.ErrUnknownServer):
 		return http.StatusNotFound, outcome, err.Error()
+	case errors.Is(err, cluster.ErrDiskFull):
+		// Refused before proposing: nothing happened.
+		return http.StatusInsufficientStorage, outcome, err.Error()
 	case errors.Is(err, cluster.ErrOutcomeUnknown):
 		if isRead {
 			return http.StatusGatewayTimeout, outcome, err.Error()

@@ -84,12 +84,12 @@ func (a *API) forwardWithin(w http.ResponseWriter, r *http.Request, leaderHTTP s
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
-	req, err := http.NewRequestWithContext(ctx, r.Method, "http://"+leaderHTTP+r.URL.RequestURI(), body)
+	req, err := http.NewRequestWithContext(ctx, r.Method, a.peerURL(leaderHTTP, r.URL.RequestURI()), body)
 	if err != nil {
 		return fmt.Errorf("build forwarded request: %w", err)
 	}
 	req.ContentLength = size
-	for _, h := range []string{"Content-Type", "X-Consul-Token"} {
+	for _, h := range []string{"Content-Type", headerToken, "Authorization"} { // the leader re-checks the caller's token
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}
@@ -116,13 +116,23 @@ func (a *API) forwardWithin(w http.ResponseWriter, r *http.Request, leaderHTTP s
 	return nil
 }
 
+// peerURL is the URL of requestURI on the node whose HTTP address is
+// hostPort: https when nodes serve TLS.
+func (a *API) peerURL(hostPort, requestURI string) string {
+	if a.cfg.PeerTLS {
+		return "https://" + hostPort + requestURI
+	}
+	return "http://" + hostPort + requestURI
+}
+
 // remoteReadIndex asks the leader for a read index.
 func (a *API) remoteReadIndex(ctx context.Context, leaderHTTP string) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+leaderHTTP+"/v1/internal/read-index", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.peerURL(leaderHTTP, "/v1/internal/read-index"), nil)
 	if err != nil {
 		return 0, fmt.Errorf("build read-index request: %w", err)
 	}
 	req.Header.Set(wire.HeaderForwarded, a.node.ID())
+	a.setInternalToken(req)
 	resp, err := a.client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("%w: read index from %s: %w", errLeaderUnreachable, leaderHTTP, err)

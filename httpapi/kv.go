@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/raftkv/raftkv/fsm"
 	"github.com/raftkv/raftkv/httpapi/wire"
@@ -107,6 +108,17 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) error {
 	if key == "" {
 		return badRequest("missing key: PUT /v1/kv/<key>")
 	}
+	if !utf8.ValidString(key) {
+		// JSON answers (GET, ?keys, ?recurse) could not return it intact.
+		return badRequest("key is not valid UTF-8 (percent-escapes must decode to UTF-8 text)")
+	}
+	if r.ContentLength > fsm.MaxValueSize {
+		// Refused before reading: the client need not send the rest.
+		return errValueTooLarge
+	}
+	if err := a.aclCheck(r, key, true); err != nil {
+		return err
+	}
 	q := query{r.URL.Query()}
 	for _, unsupported := range []string{"acquire", "release"} {
 		if q.Has(unsupported) {
@@ -125,8 +137,7 @@ func (a *API) kvPut(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, outcome: wire.OutcomeFailed,
-				msg: "value over the 512 KiB limit"}
+			return errValueTooLarge
 		}
 		return badRequest("read body: %v", err)
 	}
@@ -161,6 +172,13 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("missing key: DELETE /v1/kv/<key> (or ?recurse to delete a prefix)")
 	case hasCAS:
 		cmd.Op, cmd.Index = fsm.OpCAD, cas
+	}
+	aclCheck := a.aclCheck
+	if recurse {
+		aclCheck = a.aclCheckPrefix // every key under it must be writable
+	}
+	if err := aclCheck(r, key, true); err != nil {
+		return err
 	}
 	return a.write(w, r, nil, cmd)
 }
@@ -210,6 +228,10 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	aclFilter, err := a.aclRead(r, key, recurse || keys)
+	if err != nil {
+		return err
+	}
 	if !stale && !unsafeLocalReads {
 		if err := a.linearize(r); err != nil {
 			return readError{err}
@@ -217,14 +239,23 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
 	}
 	if blocking && watchIndex > 0 {
 		a.block(r, watchIndex, wait)
+		// The rules may have been reloaded while the query waited.
+		if aclFilter, err = a.aclRead(r, key, recurse || keys); err != nil {
+			return err
+		}
 	}
 	store := a.node.Store()
 	w.Header().Set(wire.HeaderIndex, strconv.FormatUint(a.node.AppliedIndex(), 10))
 	switch {
 	case keys:
-		list, err := store.Keys(key, q.Get("separator"))
+		var list []string
+		if aclFilter == nil {
+			list, err = store.KeysLimit(key, q.Get("separator"), maxListBytes)
+		} else {
+			list, err = aclKeys(store, key, q.Get("separator"), aclFilter)
+		}
 		if err != nil {
-			return readError{err}
+			return listError(key, err)
 		}
 		if len(list) == 0 {
 			w.WriteHeader(http.StatusNotFound)
@@ -232,10 +263,11 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeJSON(w, http.StatusOK, list)
 	case recurse:
-		entries, err := store.List(key)
+		entries, err := store.ListLimit(key, maxListBytes)
 		if err != nil {
-			return readError{err}
+			return listError(key, err)
 		}
+		entries = aclFilterEntries(entries, aclFilter)
 		if len(entries) == 0 {
 			w.WriteHeader(http.StatusNotFound)
 			return nil
@@ -262,6 +294,26 @@ func (a *API) kvGet(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, []wire.KVPair{toPair(e)})
 	}
 	return nil
+}
+
+var errValueTooLarge = &apiError{status: http.StatusRequestEntityTooLarge, outcome: wire.OutcomeFailed,
+	msg: "value over the 512 KiB limit"}
+
+// maxListBytes bounds the answer of GET ?recurse and ?keys: the keys and
+// values it holds, plus fsm.EntryOverhead per entry. The whole answer is read
+// in one transaction and held in memory (twice, counting its JSON), so
+// without a bound one request could exhaust a node's memory. A variable so
+// tests can lower it.
+var maxListBytes int64 = 32 << 20
+
+// listError turns a failed listing into its answer: over maxListBytes is
+// the client's to fix (a narrower prefix), anything else a read error.
+func listError(prefix string, err error) error {
+	if errors.Is(err, fsm.ErrResultTooLarge) {
+		return badRequest("the listing under %q is over the %d MiB answer limit: list narrower prefixes "+
+			"(?keys&separator=/ walks one level at a time), or use GET /v1/snapshot for a full copy", prefix, maxListBytes>>20)
+	}
+	return readError{err}
 }
 
 func toPair(e fsm.Entry) wire.KVPair {

@@ -17,6 +17,8 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// aclDenied counts requests refused by the ACL rules, by reason.
+	aclDenied *prometheus.CounterVec
 }
 
 func (a *API) registerMetrics(reg prometheus.Registerer) {
@@ -30,13 +32,22 @@ func (a *API) registerMetrics(reg prometheus.Registerer) {
 			Help:    "HTTP request latency by route and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route", "method"}),
+		aclDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "raftkv_acl_denied_total",
+			Help: "Requests refused by the ACL rules, by reason (acl_not_found, read, write, management).",
+		}, []string{"reason"}),
+	}
+	if a.cfg.ACL != nil {
+		for _, reason := range aclDenyReasons {
+			a.metrics.aclDenied.WithLabelValues(reason) // export zeros while ACLs are on
+		}
 	}
 	n := a.node
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		a.metrics.requests, a.metrics.latency,
+		a.metrics.requests, a.metrics.latency, a.metrics.aclDenied,
 		gauge("raftkv_raft_term", "Current Raft term.", func() float64 { return float64(n.Status().Term) }),
 		gauge("raftkv_raft_is_leader", "1 when this node is the leader.", func() float64 {
 			if n.Status().State == "Leader" {
@@ -64,6 +75,15 @@ func (a *API) registerMetrics(reg prometheus.Registerer) {
 				return 0
 			}
 			return float64(st.SizeBytes)
+		}),
+		gauge("raftkv_disk_free_bytes", "Free space of the data dir's filesystem (sampled every 500ms).", func() float64 {
+			return float64(n.DiskStatus().FreeBytes)
+		}),
+		gauge("raftkv_disk_low", "1 while free disk space is below --min-free-disk and this node refuses writes.", func() float64 {
+			if n.DiskStatus().Low {
+				return 1
+			}
+			return 0
 		}),
 		&healthCollector{a: a},
 	)

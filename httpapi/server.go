@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,12 +31,19 @@ type Config struct {
 	// PeerTransport carries requests to other nodes (forwarding, read
 	// index); nil = a kept-alive transport of the API's own.
 	PeerTransport http.RoundTripper
+	// PeerTLS: other nodes serve HTTPS, so requests to them (forwarding,
+	// read index) use https URLs; PeerTransport must then speak TLS (see
+	// NewPeerTransportTLS).
+	PeerTLS bool
 	// Registry receives the API's Prometheus metrics and is served at
 	// /metrics; nil = a private registry.
 	Registry *prometheus.Registry
 	// LeaderWait is how long a request that finds no known leader waits for
 	// one before failing. Default 2s: an election takes well under that.
 	LeaderWait time.Duration
+	// ACL, when not nil, enforces token rules on every request (see
+	// acl.go); nil = open, no tokens needed.
+	ACL *ACL
 }
 
 // DefaultConfig returns a Config with default timeouts and no Node.
@@ -86,6 +95,7 @@ func New(cfg Config) *API {
 	r := a.routes()
 	r.Path("/metrics").Handler(metricsHandler(reg))
 	r.Use(a.instrument)
+	r.Use(a.aclGate)
 	a.router = r
 	return a
 }
@@ -128,6 +138,7 @@ func (a *API) routes() *mux.Router {
 	r.Path("/v1/cluster/join").Handler(post(a.clusterJoin))
 	r.Path("/v1/cluster/leave").Handler(post(a.clusterLeave))
 	r.Path("/v1/internal/read-index").Handler(get(a.internalReadIndex))
+	a.uiRoutes(r) // the web page, its redirects and leader history (ui.go)
 	return r
 }
 
@@ -171,6 +182,36 @@ func NewPeerTransport(dial func(ctx context.Context, network, addr string) (net.
 	}
 	if dial != nil {
 		t.DialContext = dial
+	}
+	return t
+}
+
+// NewPeerTransportTLS is NewPeerTransport for nodes that serve HTTPS:
+// https connections are made with dial (or a plain dialer) and secured with
+// tlsFor(host), host being the one in the request's URL, i.e. the peer's
+// advertised address, never a dial override's target. tlsFor is called per
+// connection, so reloaded certificates apply to new connections.
+func NewPeerTransportTLS(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsFor func(serverName string) *tls.Config) *http.Transport {
+	t := NewPeerTransport(dial)
+	if dial == nil {
+		d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+		dial = d.DialContext
+	}
+	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("peer address %q: %w", addr, err)
+		}
+		raw, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := tls.Client(raw, tlsFor(host))
+		if err := c.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		return c, nil
 	}
 	return t
 }

@@ -47,6 +47,7 @@ func (a *API) statusNode(w http.ResponseWriter, r *http.Request) error {
 		LastIndex: s.LastIndex, LastLogTerm: s.LastLogTerm, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex,
 		LastContactMs: lc, Voter: s.Voter, Member: s.Member, ReadReady: s.ReadReady,
 		SnapshotsTaken: s.SnapshotsTaken, Restores: s.Restores,
+		DiskFreeBytes: s.Disk.FreeBytes, DiskReserveBytes: s.Disk.ReserveBytes, DiskLow: s.Disk.Low,
 	})
 	return nil
 }
@@ -160,6 +161,9 @@ func (a *API) internalReadIndex(w http.ResponseWriter, r *http.Request) error {
 // readJSON decodes an optional JSON body (empty = zero value) and returns
 // its bytes for forwarding.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) ([]byte, error) {
+	if r.ContentLength > maxControlBody {
+		return nil, errTooLarge // refused before reading: the client need not send the rest
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxControlBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -243,7 +247,10 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) error {
 // a leader is known, this node is a member, and either it is the leader
 // with its read barrier applied or it is a follower that heard from the
 // leader recently and whose state machine is within readyMaxLag entries
-// of the commit index it knows. Otherwise 503 with the reason.
+// of the commit index it knows. Otherwise 503 with the reason. A node low
+// on disk space stays ready (it serves reads; taking every node of a full
+// cluster out of rotation would stop reads too): the body's disk_low and
+// writes say that it refuses writes.
 func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 	s := a.node.Status()
 	reason := ""
@@ -260,7 +267,13 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 		reason = "state machine is catching up"
 	}
 	body := map[string]any{"ready": reason == "", "id": s.ID, "state": s.State, "leader": s.LeaderID,
-		"commit_index": s.CommitIndex, "applied_index": s.AppliedIndex}
+		"commit_index": s.CommitIndex, "applied_index": s.AppliedIndex,
+		"disk_free_bytes": s.Disk.FreeBytes, "disk_low": s.Disk.Low}
+	if s.Disk.Low {
+		// Readiness is about serving reads, which a full disk does not
+		// stop; the body says that this node refuses writes.
+		body["writes"] = "refused: free disk space below the reserve"
+	}
 	if reason != "" {
 		body["reason"] = reason
 		w.Header().Set(wire.HeaderOutcome, wire.OutcomeFailed)

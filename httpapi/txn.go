@@ -131,5 +131,5 @@ func parseTxn(body []byte) ([]fsm.TxnOp, error) {
 // authorizeTxn checks the caller's token against every operation's key
 // before anything is proposed.
 func (a *API) authorizeTxn(r *http.Request, ops []fsm.TxnOp) error {
-	return nil
+	return a.aclCheckTxn(r, ops)
 }

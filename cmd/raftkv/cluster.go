@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/raftkv/raftkv/client"
 	"github.com/raftkv/raftkv/httpapi/wire"
 )
 
@@ -60,7 +59,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("read status of the joining node: %w", err)
 				}
 				req := wire.JoinRequest{ID: self.ID, RaftAddr: self.RaftAddr, HTTPAddr: self.HTTPAddr}
-				if err := client.New(args[0], g.timeout).Join(cmd.Context(), req); err != nil {
+				if err := g.clientFor(args[0]).Join(cmd.Context(), req); err != nil {
 					return err
 				}
 				return printOut(cmd.OutOrStdout(), g.output, req, func(w io.Writer) {

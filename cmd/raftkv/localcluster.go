@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/tlsutil"
 )
 
 type localClusterFlags struct {
@@ -24,6 +26,7 @@ type localClusterFlags struct {
 	dataDir   string
 	fresh     bool
 	extraArgs []string
+	tlsDir    string
 }
 
 // newLocalClusterCmd is what `make run` runs: N server processes on
@@ -45,6 +48,7 @@ func newLocalClusterCmd() *cobra.Command {
 	f.StringVar(&lf.dataDir, "data-dir", "data", "parent directory of the nodes' data dirs (kept between runs)")
 	f.BoolVar(&lf.fresh, "fresh", false, "wipe the data dirs first")
 	f.StringSliceVar(&lf.extraArgs, "server-arg", nil, "extra flag passed to every server, e.g. --server-arg=--log-level=debug")
+	f.StringVar(&lf.tlsDir, "tls-dir", "", "run with TLS: certificates in DIR (a CA, n1..nN and a client certificate are made there when missing)")
 	return cmd
 }
 
@@ -59,6 +63,12 @@ func runLocalCluster(ctx context.Context, lf *localClusterFlags, out io.Writer) 
 	if lf.fresh {
 		if err := os.RemoveAll(lf.dataDir); err != nil {
 			return fmt.Errorf("wipe %s: %w", lf.dataDir, err)
+		}
+	}
+	var lt *localTLS
+	if lf.tlsDir != "" {
+		if lt, err = ensureLocalCerts(lf.tlsDir, lf.nodes, out); err != nil {
+			return err
 		}
 	}
 	firstHTTP := "127.0.0.1:" + strconv.Itoa(lf.httpBase)
@@ -87,6 +97,7 @@ func runLocalCluster(ctx context.Context, lf *localClusterFlags, out io.Writer) 
 		} else {
 			args = append(args, "--join", firstHTTP)
 		}
+		args = append(args, lt.serverArgs(id)...)
 		args = append(args, lf.extraArgs...)
 		logf, err := os.OpenFile(filepath.Join(dir, "server.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
@@ -111,10 +122,20 @@ func runLocalCluster(ctx context.Context, lf *localClusterFlags, out io.Writer) 
 	}
 	defer stopAll()
 
-	if err := waitClusterReady(ctx, firstHTTP, lf.nodes, 30*time.Second, exited); err != nil {
+	if err := waitClusterReady(ctx, lt.client(firstHTTP, 2*time.Second), lf.nodes, 30*time.Second, exited); err != nil {
 		return fmt.Errorf("%w (see the nodes' server.log under %s)", err, lf.dataDir)
 	}
-	fmt.Fprintf(out, `
+	if lt != nil {
+		curl := "curl " + lt.curlArgs()
+		fmt.Fprintf(out, `
+raftkv: %d-node cluster ready, TLS on (certificates in %s). Try:
+  %s -X PUT -d hello https://%s/v1/kv/greeting
+  %s https://127.0.0.1:%d/v1/kv/greeting?raw
+  bin/raftkv %s cluster members
+Ctrl-C stops every node.
+`, lf.nodes, lf.tlsDir, curl, firstHTTP, curl, lf.httpBase+lf.nodes-1, lt.cliArgs())
+	} else {
+		fmt.Fprintf(out, `
 raftkv: %d-node cluster ready. Try:
   curl -X PUT -d hello http://%s/v1/kv/greeting
   curl http://127.0.0.1:%d/v1/kv/greeting?raw
@@ -122,6 +143,7 @@ raftkv: %d-node cluster ready. Try:
   bin/raftkv cluster members
 Ctrl-C stops every node.
 `, lf.nodes, firstHTTP, lf.httpBase+lf.nodes-1, firstHTTP)
+	}
 	<-ctx.Done()
 	fmt.Fprintln(out, "stopping...")
 	return nil
@@ -139,13 +161,12 @@ func anyExited(exited []chan struct{}) (int, bool) {
 	return 0, false
 }
 
-// waitClusterReady polls until the node at addr sees n voters and a leader,
+// waitClusterReady polls until the node c talks to sees n voters and a leader,
 // failing as soon as one of our own node processes exits (a busy port, say:
 // then whatever answers on addr is not our cluster).
-func waitClusterReady(ctx context.Context, addr string, n int, timeout time.Duration, exited []chan struct{}) error {
+func waitClusterReady(ctx context.Context, c *client.Client, n int, timeout time.Duration, exited []chan struct{}) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	c := client.New(addr, 2*time.Second)
 	for {
 		if i, ok := anyExited(exited); ok {
 			return fmt.Errorf("node n%d exited during start-up", i+1)
@@ -169,4 +190,92 @@ func waitClusterReady(ctx context.Context, addr string, n int, timeout time.Dura
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// localTLS is the certificate directory of a local TLS cluster; nil = no TLS.
+type localTLS struct {
+	dir string // absolute
+	cfg *tls.Config
+}
+
+// ensureLocalCerts makes what is missing in dir: a CA, node certificates
+// n1..nN for 127.0.0.1 and localhost, and a client certificate "client".
+// A CA made now re-issues every certificate (old ones would not verify).
+func ensureLocalCerts(dir string, nodes int, out io.Writer) (*localTLS, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("tls dir %s: %w", dir, err)
+	}
+	caCert, caKey := tlsutil.CAPaths(abs)
+	haveCert, haveKey := fileExists(caCert), fileExists(caKey)
+	if haveCert != haveKey {
+		return nil, fmt.Errorf("tls dir %s has only one of ca.pem and ca-key.pem: remove it or add the other", dir)
+	}
+	newCA := !haveCert
+	if newCA {
+		if _, _, err := tlsutil.WriteCA(abs, 10*365*day, false); err != nil {
+			return nil, fmt.Errorf("make CA: %w", err)
+		}
+		fmt.Fprintf(out, "made a development CA in %s\n", dir)
+	}
+	names := []string{"client"}
+	for i := 1; i <= nodes; i++ {
+		names = append(names, "n"+strconv.Itoa(i))
+	}
+	for _, name := range names {
+		cert, key := tlsutil.CertPaths(abs, name)
+		if !newCA && fileExists(cert) && fileExists(key) {
+			continue
+		}
+		req := tlsutil.CertRequest{Name: name, Hosts: []string{"127.0.0.1", "localhost"}, ValidFor: 365 * day}
+		if name == "client" {
+			req = tlsutil.CertRequest{Name: name, Client: true, ValidFor: 365 * day}
+		}
+		if _, _, err := tlsutil.WriteCert(abs, req, true); err != nil {
+			return nil, fmt.Errorf("make certificate %s: %w", name, err)
+		}
+		fmt.Fprintf(out, "made certificate %s in %s\n", name, dir)
+	}
+	lt := &localTLS{dir: abs}
+	cert, key := tlsutil.CertPaths(abs, "client")
+	if lt.cfg, err = tlsutil.ClientFiles(caCert, cert, key); err != nil {
+		return nil, err
+	}
+	return lt, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// serverArgs are node id's TLS flags.
+func (lt *localTLS) serverArgs(id string) []string {
+	if lt == nil {
+		return nil
+	}
+	cert, key := tlsutil.CertPaths(lt.dir, id)
+	ca, _ := tlsutil.CAPaths(lt.dir)
+	return []string{"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-file", ca}
+}
+
+// client talks to addr, over HTTPS with the client certificate when TLS is on.
+func (lt *localTLS) client(addr string, timeout time.Duration) *client.Client {
+	c := client.New(addr, timeout)
+	if lt != nil {
+		c = c.WithTLS(lt.cfg)
+	}
+	return c
+}
+
+func (lt *localTLS) curlArgs() string {
+	ca, _ := tlsutil.CAPaths(lt.dir)
+	cert, key := tlsutil.CertPaths(lt.dir, "client")
+	return fmt.Sprintf("--cacert %s --cert %s --key %s", ca, cert, key)
+}
+
+func (lt *localTLS) cliArgs() string {
+	ca, _ := tlsutil.CAPaths(lt.dir)
+	cert, key := tlsutil.CertPaths(lt.dir, "client")
+	return fmt.Sprintf("--ca-file %s --cert-file %s --key-file %s", ca, cert, key)
 }

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/client"
@@ -15,10 +17,17 @@ import (
 )
 
 // peers is how this server talks to other servers over HTTP: one
-// kept-alive transport, dialing through --dial-override when given.
-type peers struct{ transport *http.Transport }
+// kept-alive transport, dialing through --dial-override when given, and
+// over HTTPS with this node's certificate when tlsFor is not nil.
+type peers struct {
+	transport *http.Transport
+	scheme    string // "http" or "https"
+	// token returns the management token this server sends on its own
+	// calls to peers when ACLs are on (server_acl.go); nil = none.
+	token func() string
+}
 
-func newPeers(override map[string]string) *peers {
+func newPeers(override map[string]string, tlsFor func(serverName string) *tls.Config) *peers {
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if len(override) > 0 {
 		var d net.Dialer
@@ -29,20 +38,36 @@ func newPeers(override map[string]string) *peers {
 			return d.DialContext(ctx, network, addr)
 		}
 	}
-	return &peers{transport: httpapi.NewPeerTransport(dial)}
+	if tlsFor != nil {
+		return &peers{transport: httpapi.NewPeerTransportTLS(dial, tlsFor), scheme: "https"}
+	}
+	return &peers{transport: httpapi.NewPeerTransport(dial), scheme: "http"}
 }
 
+// client talks to the node at addr: host:port (peers register their HTTP
+// address so) in this cluster's scheme, or a URL.
 func (p *peers) client(addr string, timeout time.Duration) *client.Client {
-	return client.New(addr, timeout).WithTransport(p.transport)
+	if !strings.Contains(addr, "://") {
+		addr = p.scheme + "://" + addr
+	}
+	c := client.New(addr, timeout).WithTransport(p.transport)
+	if p.token != nil {
+		c = c.WithToken(p.token())
+	}
+	return c
 }
 
 // statsFetcher is the failure detector's view of another server: its own
 // /v1/status/node, over HTTP (Consul asks each server for its RaftStats the
-// same way).
+// same way), including its disk-space state.
 func (p *peers) statsFetcher() cluster.StatsFetcher {
 	return func(ctx context.Context, httpAddr string) (cluster.PeerStats, error) {
-		lc, term, idx, err := p.client(httpAddr, 2*time.Second).RaftStats(ctx)
-		return cluster.PeerStats{LastContact: lc, LastTerm: term, LastIndex: idx}, err
+		s, err := p.client(httpAddr, 2*time.Second).Status(ctx)
+		if err != nil {
+			return cluster.PeerStats{}, err
+		}
+		return cluster.PeerStats{LastContact: time.Duration(s.LastContactMs) * time.Millisecond, LastTerm: s.LastLogTerm, LastIndex: s.LastIndex,
+			DiskFree: s.DiskFreeBytes, DiskReserve: s.DiskReserveBytes, DiskLow: s.DiskLow}, nil
 	}
 }
 

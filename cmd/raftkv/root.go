@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"os"
 	"strings"
@@ -17,9 +18,24 @@ type globals struct {
 	httpAddr string
 	output   string
 	timeout  time.Duration
+	token    string // ACL token sent as X-Consul-Token (--token / RAFTKV_TOKEN)
+	// TLS to the node: --ca-file, --cert-file, --key-file, loaded into tls
+	// (nil = plain HTTP) before any command runs (tls.go).
+	caFile, certFile, keyFile string
+	tls                       *tls.Config
 }
 
-func (g *globals) client() *client.Client { return client.New(g.httpAddr, g.timeout) }
+func (g *globals) client() *client.Client { return g.clientFor(g.httpAddr) }
+
+// clientFor is client() for another node's address, with the same token
+// and TLS settings.
+func (g *globals) clientFor(addr string) *client.Client {
+	c := client.New(addr, g.timeout).WithToken(g.token)
+	if g.tls != nil {
+		c = c.WithTLS(g.tls)
+	}
+	return c
+}
 
 func (g *globals) validate() error {
 	switch g.output {
@@ -41,6 +57,9 @@ func newRootCmd() *cobra.Command {
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			if err := g.loadTLS(); err != nil {
+				return err
+			}
 			return g.validate()
 		},
 	}
@@ -48,8 +67,12 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.httpAddr, "http-addr", "127.0.0.1:8501", "HTTP address of the node to talk to (env RAFTKV_HTTP_ADDR)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env RAFTKV_OUTPUT)")
 	pf.DurationVar(&g.timeout, "timeout", 15*time.Second, "request timeout for client commands (env RAFTKV_TIMEOUT)")
+	pf.StringVar(&g.token, "token", "", "ACL token sent as X-Consul-Token when the cluster has ACLs on (env RAFTKV_TOKEN)")
+	pf.StringVar(&g.caFile, "ca-file", "", "PEM CA bundle to verify the node's HTTPS certificate; any of the TLS flags makes client commands use HTTPS (env RAFTKV_CA_FILE)")
+	pf.StringVar(&g.certFile, "cert-file", "", "PEM client certificate for nodes that verify incoming connections (env RAFTKV_CERT_FILE)")
+	pf.StringVar(&g.keyFile, "key-file", "", "PEM private key of --cert-file (env RAFTKV_KEY_FILE)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd(), newSnapshotCmd(g))
+	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd(), newSnapshotCmd(g), newTLSCmd())
 	groupUsage(root)
 	return root
 }

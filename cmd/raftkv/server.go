@@ -31,6 +31,8 @@ type serverFlags struct {
 	dialOverride  map[string]string
 	logLevel      string
 	logFormat     string
+	tls           tlsFlags
+	aclFile       string
 }
 
 func newServerCmd() *cobra.Command {
@@ -85,8 +87,11 @@ and rejoins by itself.`,
 	f.DurationVar(&c.HealthInterval, "health-interval", c.HealthInterval, "how often the leader refreshes every server's health")
 	f.UintVar(&c.MinQuorum, "min-quorum", 0, "dead-node cleanup never shrinks the voters below this")
 	f.DurationVar(&c.DiskStallTimeout, "disk-stall-timeout", c.DiskStallTimeout, "a leader whose writes do not commit for this long (followers reachable) steps down; 0 = off")
+	f.Var(&c.MinFreeDisk, "min-free-disk", "refuse writes (HTTP 507; reads go on) while the data dir's filesystem has less free space than this (KB, MB, GB); 0 = off")
 	f.StringVar(&sf.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&sf.logFormat, "log-format", "text", "log format: text or json")
+	addServerTLSFlags(f, &sf.tls)
+	f.StringVar(&sf.aclFile, "acl-file", "", "TOML file of ACL tokens and their key-prefix rules; requests then need a token (X-Consul-Token). Every node should load the same file; reloaded on SIGHUP")
 	return cmd
 }
 
@@ -122,7 +127,15 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	cfg.HTTPAddr = sf.httpAdvertise
 	cfg.Logger = log
 	cfg.DialOverride = sf.dialOverride
-	peers := newPeers(sf.dialOverride)
+	srvTLS, err := setupServerTLS(sf.tls, &cfg, &reloads, log)
+	if err != nil {
+		return err
+	}
+	peers := newPeers(sf.dialOverride, srvTLS.peerTLS())
+	acl, err := setupACL(sf, srvTLS.enabled(), &reloads, peers, log)
+	if err != nil {
+		return err
+	}
 	cfg.FetchStats = peers.statsFetcher()
 	fatal := make(chan error, 1)
 	cfg.OnFatal = func(err error) {
@@ -153,7 +166,7 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("start node: %w", err)
 	}
-	api := httpapi.New(httpapi.Config{Node: node, Logger: log, Registry: reg, PeerTransport: peers.transport})
+	api := httpapi.New(httpapi.Config{Node: node, Logger: log, Registry: reg, PeerTransport: peers.transport, PeerTLS: srvTLS.enabled(), ACL: acl})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -168,7 +181,7 @@ func runServer(ctx context.Context, sf *serverFlags, stderr io.Writer) error {
 	go func() { defer close(hupDone); reloadOnHUP(hupCtx, log, reloads) }() // stopped by stopHUP
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }() // stopped by srv.Shutdown below
+	go func() { serveErr <- srv.Serve(srvTLS.listener(ln)) }() // stopped by srv.Shutdown below
 	log.Info("raftkv node started", "id", cfg.ID, "http_addr", ln.Addr().String(), "raft_addr", cfg.RaftAddr, "data_dir", cfg.DataDir)
 
 	joinCtx, stopJoin := context.WithCancel(ctx)

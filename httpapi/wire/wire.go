@@ -57,6 +57,12 @@ type NodeStatus struct {
 	ReadReady      bool
 	SnapshotsTaken uint64
 	Restores       uint64
+	// Free space of the node's data dir filesystem, its reserve
+	// (--min-free-disk, 0 = guard off) and whether it is below it, refusing
+	// writes. Absent from older versions (decoded as zero: not low).
+	DiskFreeBytes    uint64
+	DiskReserveBytes uint64
+	DiskLow          bool
 }
 
 // Digest is GET /v1/status/digest.
@@ -136,6 +142,15 @@ type AutopilotHealth struct {
 	FailureTolerance int
 	Leader           string
 	Servers          []AutopilotServer
+}
+
+// LeaderChange is one entry of GET /v1/operator/raft/leader-history (a JSON
+// array, oldest first). An empty LeaderID means the node lost its leader.
+type LeaderChange struct {
+	Time       string // RFC 3339 with nanoseconds, UTC
+	Term       uint64
+	LeaderID   string
+	LeaderAddr string
 }
 
 // TxnOp is one element of the PUT /v1/txn body (Consul's shape; only KV

@@ -42,6 +42,7 @@ type Cluster struct {
 	t     testing.TB
 	Nodes []*Node
 	log   *slog.Logger
+	api   func(*httpapi.Config) // adjusts every node's API config; may be nil
 }
 
 // Option adjusts every node's config before start.
@@ -51,11 +52,18 @@ type Option func(*cluster.Config)
 // It returns once every node is a voter and a leader is ready.
 func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
+	return StartWithAPI(t, n, nil, opts...)
+}
+
+// StartWithAPI is Start with api applied to every node's API config on
+// every start (for example to turn ACLs on).
+func StartWithAPI(t testing.TB, n int, api func(*httpapi.Config), opts ...Option) *Cluster {
+	t.Helper()
 	level := slog.LevelError
 	if os.Getenv("RAFTKV_TEST_LOG") != "" {
 		level = slog.LevelDebug
 	}
-	c := &Cluster{t: t, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	c := &Cluster{t: t, api: api, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
 	base := t.TempDir()
 	for i := 1; i <= n; i++ {
 		cfg := cluster.DefaultConfig()
@@ -114,7 +122,11 @@ func (c *Cluster) StartNode(i int) {
 	nd.Cfg.RaftAddr = node.RaftAddr()
 	nd.Cfg.Bootstrap = false
 	nd.Node = node
-	nd.API = httpapi.New(httpapi.Config{Node: node, Logger: c.log})
+	apiCfg := httpapi.Config{Node: node, Logger: c.log}
+	if c.api != nil {
+		c.api(&apiCfg)
+	}
+	nd.API = httpapi.New(apiCfg)
 	nd.srv = &http.Server{Handler: nd.API, ReadHeaderTimeout: 5 * time.Second}
 	go func(srv *http.Server) { _ = srv.Serve(ln) }(nd.srv) // stopped by StopNode
 }
