@@ -185,12 +185,7 @@ func (a *API) kvDelete(w http.ResponseWriter, r *http.Request) error {
 
 // write applies cmd through the leader and answers true/false.
 func (a *API) write(w http.ResponseWriter, r *http.Request, body []byte, cmd fsm.Command) error {
-	var res fsm.Result
-	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
-		var err error
-		res, err = a.node.Apply(ctx, cmd)
-		return err
-	})
+	res, forwarded, err := a.apply(w, r, body, cmd)
 	if forwarded || err != nil {
 		return err
 	}
@@ -318,4 +313,15 @@ func listError(prefix string, err error) error {
 
 func toPair(e fsm.Entry) wire.KVPair {
 	return wire.KVPair{Key: e.Key, Value: e.Value, Flags: e.Flags, CreateIndex: e.CreateIndex, ModifyIndex: e.ModifyIndex}
+}
+
+// apply applies cmd on the leader, or forwards the request (with body) to
+// it; when forwarded, the leader's answer has been relayed and res is empty.
+func (a *API) apply(w http.ResponseWriter, r *http.Request, body []byte, cmd fsm.Command) (res fsm.Result, forwarded bool, err error) {
+	forwarded, err = a.leaderDo(w, r, body, func(ctx context.Context) error {
+		var err error
+		res, err = a.node.Apply(ctx, cmd)
+		return err
+	})
+	return res, forwarded, err
 }

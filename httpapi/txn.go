@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -45,12 +44,7 @@ func (a *API) txn(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusRequestEntityTooLarge, outcome: wire.OutcomeFailed,
 			msg: "transaction over the 512 KiB limit (keys and values together)"}
 	}
-	var res fsm.Result
-	forwarded, err := a.leaderDo(w, r, body, func(ctx context.Context) error {
-		var err error
-		res, err = a.node.Apply(ctx, cmd)
-		return err
-	})
+	res, forwarded, err := a.apply(w, r, body, cmd)
 	if forwarded || err != nil {
 		return err
 	}
