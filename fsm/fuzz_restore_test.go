@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -38,48 +39,68 @@ func frameImage(image []byte) []byte {
 	return append(out, sha(image)...)
 }
 
-// fuzzSnapshots builds a few real snapshots: an empty store, a few keys with
+var updateFuzzSnapshots = flag.Bool("update-fuzz-snapshots", false, "rewrite the seed snapshots in testdata/fuzz/snapshots")
+
+// fuzzSnapshotDir holds the seed snapshots of FuzzRestoreSnapshot. They are
+// files, not built at run time: the fuzzing coordinator sends seeds to its
+// workers, which check accepted streams against their own copies, so every
+// process must have the same bytes, and bbolt does not write the same pages
+// twice for the same commands (its page allocation order varies from run
+// to run). Rebuild them with -args -update-fuzz-snapshots.
+const fuzzSnapshotDir = "testdata/fuzz/snapshots"
+
+// fuzzSnapshots returns the seed snapshots: an empty store, a few keys with
 // metadata, and a store large enough for branch pages, overflow pages and
-// freed pages (deletes). They must be the same bytes in every process of a
-// fuzzing run (the coordinator sends seeds to workers, which check accepted
-// streams against their own copies), so they are built by
-// deterministicSnapshot rather than Store.Snapshot.
+// freed pages (deletes), each with the digest of its state.
 func fuzzSnapshots(tb testing.TB) []fuzzSnapshot {
 	tb.Helper()
-	build := func(name string, batches ...[]Command) fuzzSnapshot {
-		stream := deterministicSnapshot(tb, batches...)
-		s := openTestStore(tb)
-		if err := s.Restore(bytes.NewReader(stream)); err != nil {
-			tb.Fatalf("snapshot %q does not restore: %v", name, err)
-		}
-		return fuzzSnapshot{name: name, stream: stream, digest: mustDigest(tb, s)}
-	}
 	var many []Command
 	for i := range 300 {
 		many = append(many, set(fmt.Sprintf("k/%04d", i), string(bytes.Repeat([]byte{byte(i)}, 40))))
 	}
 	many = append(many, Command{Op: OpSet, Key: "big", Value: bytes.Repeat([]byte("overflow"), 1500)})
-	return []fuzzSnapshot{
-		build("empty"),
-		build("few keys", []Command{
+	builds := []struct {
+		name    string
+		batches [][]Command
+	}{
+		{"empty", nil},
+		{"few-keys", [][]Command{{
 			set("a", "1"), set("b/c", "two"), set("b/d", ""),
 			{Op: OpSetMeta, Key: "node/http/n1", Value: []byte("127.0.0.1:8501")},
 			{Op: OpSet, Key: "\xff\x00bin", Value: []byte{0, 1, 2}, Flags: 1<<64 - 1},
-		}),
-		build("pages", many, []Command{{Op: OpDeletePrefix, Key: "k/01"}}),
+		}}},
+		{"pages", [][]Command{many, {{Op: OpDeletePrefix, Key: "k/01"}}}},
 	}
+	var out []fuzzSnapshot
+	for _, b := range builds {
+		path := filepath.Join(fuzzSnapshotDir, b.name+".snap")
+		if *updateFuzzSnapshots {
+			if err := os.MkdirAll(fuzzSnapshotDir, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+			if err := os.WriteFile(path, buildSnapshot(tb, b.batches...), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		stream, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatalf("read seed snapshot (rebuild with -args -update-fuzz-snapshots): %v", err)
+		}
+		s := openTestStore(tb)
+		if err := s.Restore(bytes.NewReader(stream)); err != nil {
+			tb.Fatalf("seed snapshot %s does not restore: %v", path, err)
+		}
+		out = append(out, fuzzSnapshot{name: b.name, stream: stream, digest: mustDigest(tb, s)})
+	}
+	return out
 }
 
-// deterministicSnapshot builds a snapshot stream the way Store.Snapshot does
-// (Tx.WriteTo of a bbolt file with raftkv's buckets, written by the real
-// apply code, NoFreelistSync), except that the file uses bbolt's array
-// freelist: the store's hashmap freelist picks free pages in map order, so
-// two processes applying the same commands get different page layouts.
-// Each batch is one transaction.
-func deterministicSnapshot(tb testing.TB, batches ...[]Command) []byte {
+// buildSnapshot builds a snapshot stream the way Store.Snapshot does:
+// Tx.WriteTo of a bbolt file with raftkv's buckets (NoFreelistSync), written
+// by the real apply code, each batch one transaction.
+func buildSnapshot(tb testing.TB, batches ...[]Command) []byte {
 	tb.Helper()
-	db, err := bbolt.Open(filepath.Join(tb.TempDir(), "det.db"), 0o600,
-		&bbolt.Options{FreelistType: bbolt.FreelistArrayType, NoFreelistSync: true})
+	db, err := bbolt.Open(filepath.Join(tb.TempDir(), "seed.db"), 0o600, &bbolt.Options{NoFreelistSync: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -118,22 +139,23 @@ func deterministicSnapshot(tb testing.TB, batches ...[]Command) []byte {
 	return frameImage(image.Bytes())
 }
 
-// TestDeterministicSnapshot: the fuzz seeds are the same bytes each time
-// they are built, and the same as Store.Snapshot writes for them.
-func TestDeterministicSnapshot(t *testing.T) {
-	a, b := fuzzSnapshots(t), fuzzSnapshots(t)
-	for i := range a {
-		if !bytes.Equal(a[i].stream, b[i].stream) {
-			t.Errorf("snapshot %q: two builds differ", a[i].name)
-		}
+// TestFuzzSnapshots: the seed snapshots restore, a snapshot of the restored
+// store is the same stream byte for byte (so an accepted raw stream can be
+// compared with them), and the "pages" one has the shape the malformed
+// images are cut from.
+func TestFuzzSnapshots(t *testing.T) {
+	for _, sn := range fuzzSnapshots(t) {
 		s := openTestStore(t)
-		if err := s.Restore(bytes.NewReader(a[i].stream)); err != nil {
+		if err := s.Restore(bytes.NewReader(sn.stream)); err != nil {
 			t.Fatal(err)
 		}
-		if again, _ := snapshotBytes(t, s); !bytes.Equal(again, a[i].stream) {
-			t.Errorf("snapshot %q: Store.Snapshot of the restored store differs from the stream", a[i].name)
+		if again, _ := snapshotBytes(t, s); !bytes.Equal(again, sn.stream) {
+			t.Errorf("snapshot %q: Store.Snapshot of the restored store differs from the stream", sn.name)
 		}
-		t.Logf("%s: %d bytes, sha256 %x", a[i].name, len(a[i].stream), sha(a[i].stream)[:8])
+		t.Logf("%s: %d bytes, %d keys", sn.name, len(sn.stream), sn.digest.Keys)
+	}
+	if len(malformedImages(t)) == 0 {
+		t.Fatal("no malformed images")
 	}
 }
 

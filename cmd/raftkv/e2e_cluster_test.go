@@ -288,30 +288,7 @@ func startClusterWith(t *testing.T, n int, flags ...string) *e2eCluster {
 			flags:    flags,
 		})
 	}
-	// Cleanups run last-registered first: stop every node, then dump logs.
-	t.Cleanup(func() {
-		if t.Failed() || *printLogs {
-			for _, nd := range c.nodes {
-				t.Logf("---- log of %s (http %s, raft %s) ----\n%s", nd.id, nd.httpAddr, nd.raftAddr, nd.tail(400))
-			}
-		}
-		for _, nd := range c.nodes {
-			if nd.logFile != nil {
-				nd.logFile.Close()
-			}
-		}
-	})
-	t.Cleanup(func() {
-		var wg sync.WaitGroup
-		for _, nd := range c.nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				nd.stop(t)
-			}()
-		}
-		wg.Wait()
-	})
+	stopAndDumpOnCleanup(t, func() []*e2eNode { return c.nodes })
 
 	c.nodes[0].start(t, "--bootstrap")
 	waitFor(t, 15*time.Second, "n1 to lead its bootstrapped cluster", func() error {
@@ -329,6 +306,32 @@ func startClusterWith(t *testing.T, n int, flags ...string) *e2eCluster {
 	}
 	c.waitVoters(t, c.nodes, 30*time.Second)
 	return c
+}
+
+// stopAndDumpOnCleanup stops every node when the test ends and, if it
+// failed (or -e2e.logs), logs the tail of each node's log. nodes is called
+// at cleanup time, so nodes added during the test are stopped too.
+func stopAndDumpOnCleanup(t *testing.T, nodes func() []*e2eNode) {
+	// Cleanups run last-registered first: stop every node, then dump logs.
+	t.Cleanup(func() {
+		if t.Failed() || *printLogs {
+			for _, nd := range nodes() {
+				t.Logf("---- log of %s (http %s, raft %s) ----\n%s", nd.id, nd.httpAddr, nd.raftAddr, nd.tail(400))
+			}
+		}
+		for _, nd := range nodes() {
+			if nd.logFile != nil {
+				nd.logFile.Close()
+			}
+		}
+	})
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, nd := range nodes() {
+			wg.Go(func() { nd.stop(t) })
+		}
+		wg.Wait()
+	})
 }
 
 // restart starts a stopped node again with its data dir and --join pointing

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -82,25 +81,7 @@ func startClusterOn(t *testing.T, dataDirs []string, flags ...string) *e2eCluste
 		c.nodes = append(c.nodes, &e2eNode{id: id, dataDir: dd, httpAddr: ports[2*i], raftAddr: ports[2*i+1],
 			logPath: filepath.Join(logDir, id+".log"), bin: bin, flags: flags})
 	}
-	t.Cleanup(func() {
-		if t.Failed() || *printLogs {
-			for _, nd := range c.nodes {
-				t.Logf("---- log of %s (http %s, raft %s) ----\n%s", nd.id, nd.httpAddr, nd.raftAddr, nd.tail(300))
-			}
-		}
-		for _, nd := range c.nodes {
-			if nd.logFile != nil {
-				nd.logFile.Close()
-			}
-		}
-	})
-	t.Cleanup(func() {
-		var wg sync.WaitGroup
-		for _, nd := range c.nodes {
-			wg.Go(func() { nd.stop(t) })
-		}
-		wg.Wait()
-	})
+	stopAndDumpOnCleanup(t, func() []*e2eNode { return c.nodes })
 	c.nodes[0].start(t, "--bootstrap")
 	c.leader(t, c.nodes[:1], 15*time.Second)
 	for _, nd := range c.nodes[1:] {

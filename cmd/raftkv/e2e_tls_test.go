@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -97,30 +96,7 @@ func startTLSCluster(t *testing.T, n int) *tlsCluster {
 				"--tls-ca-file", filepath.Join(c.dir, "ca.pem")},
 		})
 	}
-	// Cleanups run last-registered first: stop every node, then dump logs.
-	t.Cleanup(func() {
-		if t.Failed() || *printLogs {
-			for _, nd := range c.nodes {
-				t.Logf("---- log of %s (http %s, raft %s) ----\n%s", nd.id, nd.httpAddr, nd.raftAddr, nd.tail(400))
-			}
-		}
-		for _, nd := range c.nodes {
-			if nd.logFile != nil {
-				nd.logFile.Close()
-			}
-		}
-	})
-	t.Cleanup(func() {
-		var wg sync.WaitGroup
-		for _, nd := range c.nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				nd.stop(t)
-			}()
-		}
-		wg.Wait()
-	})
+	stopAndDumpOnCleanup(t, func() []*e2eNode { return c.nodes })
 
 	c.nodes[0].start(t, "--bootstrap")
 	waitFor(t, 20*time.Second, "n1 to lead its bootstrapped cluster (over HTTPS)", func() error {
