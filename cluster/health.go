@@ -325,9 +325,18 @@ func (d *detector) RemoveFailedServer(s *autopilot.Server) {
 // never see its "resumed" and would keep the server unhealthy for ever: a
 // node killed just as it left, then re-added, stayed a non-voter (found by
 // the kill -9 loops in cmd/raftkv/e2e_crash_test.go).
-func (d *detector) peerChanged(id raft.ServerID) {
+//
+// A removed server's health history is forgotten too: if it comes back, its
+// stabilization time counts from its return, not from when it was first
+// seen before the removal (a node removed while frozen and re-added was
+// promoted to voter at once).
+func (d *detector) peerChanged(id raft.ServerID, removed bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if removed {
+		delete(d.healthy, id)
+		delete(d.since, id)
+	}
 	if p, ok := d.peers[id]; ok && p.hbFailing {
 		p.hbFailing = false
 		d.n.log.Info("heartbeats to node: state reset, raft restarted its replication", "peer", id)

@@ -32,7 +32,7 @@ func (n *Node) observe() {
 				n.recordLeader(d)
 				n.log.Info("leader changed", "leader_id", d.LeaderID, "leader_addr", d.LeaderAddr, "term", n.raft.CurrentTerm())
 			case raft.PeerObservation:
-				n.detector.peerChanged(d.Peer.ID)
+				n.detector.peerChanged(d.Peer.ID, d.Removed)
 				n.log.Info("configuration changed", "peer", d.Peer.ID, "addr", d.Peer.Address, "removed", d.Removed, "suffrage", d.Peer.Suffrage.String())
 			}
 		}
