@@ -14,6 +14,11 @@ import (
 // MaxTxnOps is the most operations one transaction may hold (Consul's limit).
 const MaxTxnOps = 64
 
+// MaxTxnResultBytes bounds what the get-tree operations of one transaction may answer (keys, values
+// and EntryOverhead per entry), like the 32 MiB bound on GET ?recurse: every node builds the answer
+// while it applies the entry. Over it, the get-tree fails and the transaction is rolled back.
+const MaxTxnResultBytes = 32 << 20
+
 // TxnVerb is the kind of one operation in a transaction. The numeric values are part of the log
 // format: never renumber.
 type TxnVerb uint8
@@ -202,6 +207,7 @@ func (w writer) applyTxn(idx uint64, ops []TxnOp) (TxnResult, error) {
 		res.Errors = append(res.Errors, TxnError{OpIndex: i, What: fmt.Sprintf(format, args...)})
 	}
 	meta := func(e Entry) Entry { e.Value = nil; return e }
+	var treeBytes int64 // what the get-trees so far answer
 
 	for i, op := range ops {
 		key := []byte(op.Key)
@@ -270,7 +276,12 @@ func (w writer) applyTxn(idx uint64, ops []TxnOp) (TxnResult, error) {
 			}
 		case TxnGetTree:
 			c := w.kv.Cursor()
+			var tree []Entry
 			for k, v := c.Seek(key); k != nil && bytes.HasPrefix(k, key); k, v = c.Next() {
+				if treeBytes += int64(len(k) + len(v) + EntryOverhead); treeBytes > MaxTxnResultBytes {
+					tree = nil
+					break
+				}
 				e, val, err := parseEntry(k, v)
 				if err != nil {
 					return TxnResult{}, fmt.Errorf("txn op %d (get-tree %q): %w", i, op.Key, err)
@@ -278,8 +289,13 @@ func (w writer) applyTxn(idx uint64, ops []TxnOp) (TxnResult, error) {
 				if len(val) > 0 {
 					e.Value = slices.Clone(val)
 				}
-				res.Results = append(res.Results, e)
+				tree = append(tree, e)
 			}
+			if treeBytes > MaxTxnResultBytes {
+				fail(i, "get-tree %q: the answer is over the %d MiB limit; list the prefix with GET ?recurse in parts", op.Key, MaxTxnResultBytes>>20)
+				continue
+			}
+			res.Results = append(res.Results, tree...)
 		case TxnDeleteTree:
 			var keys [][]byte
 			c := w.kv.Cursor()

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -186,5 +187,30 @@ func TestTxnDeterministicAcrossBatches(t *testing.T) {
 	}
 	if a, b := mustDigest(t, one), mustDigest(t, many); a != b {
 		t.Fatalf("digests differ: %+v vs %+v", a, b)
+	}
+}
+
+func TestTxnGetTreeAnswerIsBounded(t *testing.T) {
+	s := openTestStore(t)
+	big := make([]byte, 500<<10)
+	var cmds []Command
+	for i := range MaxTxnResultBytes/len(big) + 2 {
+		cmds = append(cmds, Command{Op: OpSet, Key: fmt.Sprintf("big/%03d", i), Value: big})
+	}
+	mustApply(t, s, logsFrom(1, cmds...)...)
+	next := uint64(len(cmds) + 1)
+	res := mustApply(t, s, logsFrom(next, txnCmd(
+		TxnOp{Verb: TxnSet, Key: "marker", Value: []byte("x")},
+		TxnOp{Verb: TxnGetTree, Key: "big/"},
+	))...)[0]
+	if res.OK || len(res.Txn.Errors) != 1 || res.Txn.Errors[0].OpIndex != 1 || !strings.Contains(res.Txn.Errors[0].What, "over the 32 MiB limit") {
+		t.Fatalf("oversized get-tree: %+v", res.Txn)
+	}
+	if _, ok, _ := s.Get("marker"); ok {
+		t.Fatal("the transaction with the refused get-tree was not rolled back")
+	}
+	res = mustApply(t, s, logsFrom(next+1, txnCmd(TxnOp{Verb: TxnGetTree, Key: "big/00"}))...)[0]
+	if !res.OK || len(res.Txn.Results) != 10 {
+		t.Fatalf("small get-tree: ok %v, %d results, want 10", res.OK, len(res.Txn.Results))
 	}
 }

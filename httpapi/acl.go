@@ -469,9 +469,10 @@ func aclFilterEntries(entries []fsm.Entry, filter func(string) bool) []fsm.Entry
 // folded name shows only when the token may read a key under it.
 func aclKeys(store *fsm.Store, prefix, separator string, filter func(string) bool) ([]string, error) {
 	if filter == nil {
-		return store.Keys(prefix, separator)
+		return store.KeysLimit(prefix, separator, maxListBytes)
 	}
-	all, err := store.Keys(prefix, "")
+	// Bounded like every listing (the bound applies before filtering).
+	all, err := store.KeysLimit(prefix, "", maxListBytes)
 	if err != nil {
 		return nil, err
 	}

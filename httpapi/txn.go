@@ -23,12 +23,16 @@ const maxTxnBody = 1 << 20
 // index) when an operation failed and nothing took effect; 400/413 for a
 // malformed request, which is never proposed.
 func (a *API) txn(w http.ResponseWriter, r *http.Request) error {
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, outcome: wire.OutcomeFailed,
+		msg: "transaction body over the 1 MiB limit"}
+	if r.ContentLength > maxTxnBody { // refused before reading a byte of it
+		return tooLarge
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxTxnBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, outcome: wire.OutcomeFailed,
-				msg: "transaction body over the 1 MiB limit"}
+			return tooLarge
 		}
 		return badRequest("read body: %v", err)
 	}

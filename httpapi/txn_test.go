@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -147,6 +148,10 @@ func TestTxnRejectsBadRequests(t *testing.T) {
 	}
 	if resp, body := do(t, http.MethodPut, url+"/v1/txn", txnBody(t, big...)); resp.StatusCode != 413 {
 		t.Errorf("oversized txn: %d %s", resp.StatusCode, body)
+	}
+	huge := bytes.Repeat([]byte(" "), 2<<20)
+	if resp, body := do(t, http.MethodPut, url+"/v1/txn", huge); resp.StatusCode != 413 || !strings.Contains(string(body), "1 MiB limit") {
+		t.Errorf("2 MiB txn body: %d %s, want 413", resp.StatusCode, body)
 	}
 	if resp, _ := do(t, http.MethodGet, url+"/v1/txn", nil); resp.StatusCode != 405 {
 		t.Errorf("GET /v1/txn: %d, want 405", resp.StatusCode)
