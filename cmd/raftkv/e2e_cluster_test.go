@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -124,6 +125,9 @@ type e2eNode struct {
 	// flags are server flags passed on every start and restart (timeouts,
 	// snapshot tuning), before the start's own --bootstrap or --join.
 	flags []string
+	// tls, when set, is how the test's clients talk to a TLS node (the CA
+	// and a client certificate).
+	tls *tls.Config
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -133,7 +137,11 @@ type e2eNode struct {
 }
 
 func (n *e2eNode) client(timeout time.Duration) *client.Client {
-	return client.New(n.httpAddr, timeout)
+	c := client.New(n.httpAddr, timeout)
+	if n.tls != nil {
+		c = c.WithTLS(n.tls)
+	}
+	return c
 }
 
 func (n *e2eNode) running() bool {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +36,7 @@ type tlsCluster struct {
 
 // client talks HTTPS to n with the client certificate.
 func (c *tlsCluster) client(n *e2eNode, timeout time.Duration) *client.Client {
-	return client.New(n.httpAddr, timeout).WithTLS(c.cli)
+	return n.client(timeout)
 }
 
 // cliTLS are the CLI's TLS flags for the client certificate.
@@ -90,6 +89,7 @@ func startTLSCluster(t *testing.T, n int) *tlsCluster {
 			raftAddr: ports[2*i+1],
 			logPath:  filepath.Join(dir, id+".log"),
 			bin:      bin,
+			tls:      c.cli,
 			flags: []string{"--server-stabilization-time", "1s",
 				"--tls-cert-file", filepath.Join(c.dir, id+".pem"),
 				"--tls-key-file", filepath.Join(c.dir, id+"-key.pem"),
@@ -116,97 +116,12 @@ func startTLSCluster(t *testing.T, n int) *tlsCluster {
 	return c
 }
 
-// waitVoters waits until every node in want reports exactly want, all
-// voters, one leader (checkVoters over HTTPS).
-func (c *tlsCluster) waitVoters(t *testing.T, want []*e2eNode, timeout time.Duration) {
-	t.Helper()
-	var wantIDs []string
-	for _, n := range want {
-		wantIDs = append(wantIDs, n.id)
-	}
-	slices.Sort(wantIDs)
-	waitFor(t, timeout, fmt.Sprintf("%d voters with a leader", len(want)), func() error {
-		for _, via := range want {
-			rc, err := c.client(via, time.Second).Configuration(context.Background())
-			if err != nil {
-				return err
-			}
-			var got []string
-			leaders := 0
-			for _, s := range rc.Servers {
-				if !s.Voter {
-					return fmt.Errorf("via %s: %s is not a voter", via.id, s.ID)
-				}
-				if s.Leader {
-					leaders++
-				}
-				got = append(got, s.ID)
-			}
-			slices.Sort(got)
-			if !slices.Equal(got, wantIDs) || leaders != 1 {
-				return fmt.Errorf("via %s: servers %v with %d leaders, want %v with 1", via.id, got, leaders, wantIDs)
-			}
-		}
-		return nil
-	})
-}
-
-// leader waits until the nodes agree on a leader and returns it.
-func (c *tlsCluster) leader(t *testing.T, timeout time.Duration) *e2eNode {
-	t.Helper()
-	var leader *e2eNode
-	waitFor(t, timeout, "an agreed leader", func() error {
-		leader = nil
-		var ids []string
-		for _, n := range c.nodes {
-			s, err := c.client(n, time.Second).Status(context.Background())
-			if err != nil {
-				return err
-			}
-			ids = append(ids, s.LeaderID)
-			if s.State == "Leader" {
-				leader = n
-			}
-		}
-		if leader == nil {
-			return fmt.Errorf("no leader; nodes report leaders %v", ids)
-		}
-		for _, id := range ids {
-			if id != leader.id {
-				return fmt.Errorf("%s leads but nodes report leaders %v", leader.id, ids)
-			}
-		}
-		return nil
-	})
-	return leader
-}
-
-// tlsPut writes key=value through n over HTTPS, retrying until timeout.
-func (c *tlsCluster) put(t *testing.T, n *e2eNode, key, value string, timeout time.Duration) {
-	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("put %s via %s", key, n.id), func() error {
-		ok, _, err := c.client(n, 2*time.Second).Put(context.Background(), key, []byte(value), client.PutOptions{})
-		if err == nil && !ok {
-			err = errors.New("put answered false")
-		}
-		return err
-	})
-}
-
 // certSerial reads the serial of the PEM certificate in path.
 func certSerial(t *testing.T, path string) *big.Int {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	cert, err := tlsutil.ReadCertFile(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b, _ := pem.Decode(data)
-	if b == nil {
-		t.Fatalf("%s: no PEM block", path)
-	}
-	cert, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return cert.SerialNumber
 }
@@ -281,7 +196,7 @@ func TestTLSEndToEnd(t *testing.T) {
 		}},
 
 		{"WritesAndLinearizableReadsOnEveryNode", func(t *testing.T) {
-			leader := c.leader(t, 10*time.Second)
+			leader := c.e2eCluster.leader(t, c.nodes, 10*time.Second)
 			for _, n := range all {
 				ok, idx, err := c.client(n, 5*time.Second).Put(ctx, "tls/"+n.id, []byte("via-"+n.id), client.PutOptions{})
 				if err != nil || !ok || idx == 0 {
@@ -306,7 +221,7 @@ func TestTLSEndToEnd(t *testing.T) {
 		}},
 
 		{"CLI", func(t *testing.T) {
-			leader := c.leader(t, 10*time.Second)
+			leader := c.e2eCluster.leader(t, c.nodes, 10*time.Second)
 			follower := c.others(leader)[0]
 			args := append(c.cliTLS(), "--http-addr", follower.httpAddr, "kv", "put", "tls/cli", "hello")
 			if res := runCLI(t, args...); res.code != 0 {
@@ -426,7 +341,7 @@ func TestTLSEndToEnd(t *testing.T) {
 				t.Errorf("%s logged %d refused raft connections, want at least 4", target.id, n)
 			}
 			// The cluster is unharmed.
-			c.put(t, target, "tls/after-rogue", "ok", 10*time.Second)
+			put(t, target, "tls/after-rogue", "ok", 10*time.Second)
 		}},
 
 		{"VerifyIncomingOff", func(t *testing.T) {
@@ -434,7 +349,7 @@ func TestTLSEndToEnd(t *testing.T) {
 			// clients without a certificate may use it (plain curl
 			// --cacert), a certificate that is presented must still verify,
 			// and Raft stays mutual.
-			leader := c.leader(t, 10*time.Second)
+			leader := c.e2eCluster.leader(t, c.nodes, 10*time.Second)
 			n := c.others(leader)[1]
 			n.stop(t)
 			n.flags = append(slices.Clone(n.flags), "--tls-verify-incoming=false")
@@ -468,7 +383,7 @@ func TestTLSEndToEnd(t *testing.T) {
 		}},
 
 		{"SIGHUPReloadsCertificates", func(t *testing.T) {
-			leader := c.leader(t, 10*time.Second)
+			leader := c.e2eCluster.leader(t, c.nodes, 10*time.Second)
 			f := c.others(leader)[0]
 			certFile := filepath.Join(c.dir, f.id+".pem")
 			httpCfg := c.cli
@@ -515,7 +430,7 @@ func TestTLSEndToEnd(t *testing.T) {
 			})
 			// Its outgoing connections use it too: a write through it is
 			// forwarded to the leader, a linearizable read asks for a read index.
-			c.put(t, f, "tls/after-reload", "ok", 10*time.Second)
+			put(t, f, "tls/after-reload", "ok", 10*time.Second)
 			if p, err := c.client(f, 5*time.Second).Get(ctx, "tls/after-reload", client.Default); err != nil || string(p.Value) != "ok" {
 				t.Errorf("read after reload on %s: %q, %v", f.id, p.Value, err)
 			}
@@ -538,7 +453,7 @@ func TestTLSEndToEnd(t *testing.T) {
 			if h, r, err := seen(); err != nil || h.Cmp(fresh) != 0 || r.Cmp(fresh) != 0 {
 				t.Errorf("after a failed reload %s serves %x (https) and %x (raft), err %v; want still %x", f.id, h, r, err, fresh)
 			}
-			c.put(t, f, "tls/after-bad-reload", "ok", 10*time.Second)
+			put(t, f, "tls/after-bad-reload", "ok", 10*time.Second)
 		}},
 	}
 	for _, s := range steps {

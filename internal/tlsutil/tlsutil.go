@@ -260,3 +260,21 @@ func load(f Files) (*material, error) {
 	}
 	return &material{cert: pair, pool: pool}, nil
 }
+
+// ReadCertFile parses the first PEM certificate in path (for tools and
+// tests that look at what a node serves).
+func ReadCertFile(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read certificate: %w", err)
+	}
+	b, _ := pem.Decode(data)
+	if b == nil {
+		return nil, fmt.Errorf("%s: no PEM block", path)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}

@@ -3,7 +3,6 @@ package tlsutil
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"io/fs"
@@ -57,17 +56,9 @@ func mustLoad(t *testing.T, f Files) *Holder {
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	c, err := ReadCertFile(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	b, _ := pem.Decode(data)
-	if b == nil {
-		t.Fatalf("%s: no PEM block", path)
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return c
 }
