@@ -230,15 +230,13 @@ type peerDisk struct {
 // counts with what it last reported, so a stats fetch that fails (a busy
 // server, or this leader stepping down) neither starts nor ends a refusal;
 // a server that never answered, or runs a version without the field,
-// counts as not low. The caller holds d.mu.
-func (d *detector) noteDiskQuorum() {
-	f := d.n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return
-	}
+// counts as not low. conf is the latest Raft configuration, read by the
+// caller before it took d.mu (reading it waits for raft's main loop, which
+// must not happen under the detector's lock). The caller holds d.mu.
+func (d *detector) noteDiskQuorum(conf raft.Configuration) {
 	voters := 0
 	var low []DiskLowNode
-	for _, s := range f.Configuration().Servers {
+	for _, s := range conf.Servers {
 		if s.Suffrage != raft.Voter {
 			continue
 		}

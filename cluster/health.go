@@ -232,6 +232,7 @@ func (d *detector) FetchServerStats(ctx context.Context, servers map[raft.Server
 	wg.Wait()
 	close(results)
 
+	conf := d.n.raft.GetConfiguration() // before d.mu: it waits for raft's main loop
 	now := time.Now()
 	out := map[raft.ServerID]*autopilot.ServerStats{}
 	d.mu.Lock()
@@ -265,7 +266,9 @@ func (d *detector) FetchServerStats(ctx context.Context, servers map[raft.Server
 		}
 		out[r.id] = &s
 	}
-	d.noteDiskQuorum()
+	if conf.Error() == nil {
+		d.noteDiskQuorum(conf.Configuration())
+	}
 	return out
 }
 

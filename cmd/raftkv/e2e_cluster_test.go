@@ -298,22 +298,21 @@ func startClusterWith(t *testing.T, n int, flags ...string) *e2eCluster {
 	}
 	stopAndDumpOnCleanup(t, func() []*e2eNode { return c.nodes })
 
+	c.bootstrapAndJoin(t, 30*time.Second)
+	return c
+}
+
+// bootstrapAndJoin starts the first node with --bootstrap, waits for it to
+// lead, starts the others with --join to it, and waits until every node is
+// a voter under one leader (within timeout).
+func (c *e2eCluster) bootstrapAndJoin(t *testing.T, timeout time.Duration) {
+	t.Helper()
 	c.nodes[0].start(t, "--bootstrap")
-	waitFor(t, 15*time.Second, "n1 to lead its bootstrapped cluster", func() error {
-		s, err := c.nodes[0].client(time.Second).Status(context.Background())
-		if err != nil {
-			return err
-		}
-		if s.State != "Leader" {
-			return fmt.Errorf("n1 state %s", s.State)
-		}
-		return nil
-	})
+	c.leader(t, c.nodes[:1], 20*time.Second)
 	for _, nd := range c.nodes[1:] {
 		nd.start(t, "--join", c.nodes[0].httpAddr)
 	}
-	c.waitVoters(t, c.nodes, 30*time.Second)
-	return c
+	c.waitVoters(t, c.nodes, timeout)
 }
 
 // stopAndDumpOnCleanup stops every node when the test ends and, if it

@@ -82,12 +82,7 @@ func startClusterOn(t *testing.T, dataDirs []string, flags ...string) *e2eCluste
 			logPath: filepath.Join(logDir, id+".log"), bin: bin, flags: flags})
 	}
 	stopAndDumpOnCleanup(t, func() []*e2eNode { return c.nodes })
-	c.nodes[0].start(t, "--bootstrap")
-	c.leader(t, c.nodes[:1], 15*time.Second)
-	for _, nd := range c.nodes[1:] {
-		nd.start(t, "--join", c.nodes[0].httpAddr)
-	}
-	c.waitVoters(t, c.nodes, 30*time.Second)
+	c.bootstrapAndJoin(t, 30*time.Second)
 	return c
 }
 

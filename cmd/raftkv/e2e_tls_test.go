@@ -98,21 +98,7 @@ func startTLSCluster(t *testing.T, n int) *tlsCluster {
 	}
 	stopAndDumpOnCleanup(t, func() []*e2eNode { return c.nodes })
 
-	c.nodes[0].start(t, "--bootstrap")
-	waitFor(t, 20*time.Second, "n1 to lead its bootstrapped cluster (over HTTPS)", func() error {
-		s, err := c.client(c.nodes[0], time.Second).Status(context.Background())
-		if err != nil {
-			return err
-		}
-		if s.State != "Leader" {
-			return fmt.Errorf("n1 state %s", s.State)
-		}
-		return nil
-	})
-	for _, nd := range c.nodes[1:] {
-		nd.start(t, "--join", c.nodes[0].httpAddr)
-	}
-	c.waitVoters(t, c.nodes, 40*time.Second)
+	c.bootstrapAndJoin(t, 40*time.Second) // over HTTPS: the nodes carry the client TLS config
 	return c
 }
 
