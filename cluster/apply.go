@@ -35,35 +35,52 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error) {
 	}
 	id := n.pending.add()
 	defer n.pending.done(id)
-	f := n.raft.Apply(cmd.Encode(), n.cfg.ApplyTimeout)
-
-	// await returns on commit, on loss of leadership and on Close, so this
-	// goroutine always ends; Close waits for it.
-	done := make(chan error, 1)
-	n.wg.Go(func() { done <- n.await(f) })
 	timer := time.NewTimer(n.cfg.ApplyTimeout)
 	defer timer.Stop()
 
-	var err error
+	var out <-chan batchOutcome
+	if n.writes.batchable(cmd) {
+		out = n.writes.submit(cmd)
+	} else {
+		out = n.propose(cmd)
+	}
+	var o batchOutcome
 	select {
-	case err = <-done:
+	case o = <-out:
 	case <-timer.C:
 		return fsm.Result{}, fmt.Errorf("%w: no commit within %s", ErrOutcomeUnknown, n.cfg.ApplyTimeout)
 	case <-ctx.Done():
 		return fsm.Result{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
-	if err != nil {
-		return fsm.Result{}, n.classifyApplyError(err)
+	if o.err != nil {
+		return fsm.Result{}, o.err
 	}
-	res, ok := f.Response().(fsm.Result)
-	if !ok {
-		return fsm.Result{}, fmt.Errorf("%w: unexpected apply response %T", ErrOutcomeUnknown, f.Response())
-	}
-	if res.Err != nil {
+	if o.res.Err != nil {
 		// Committed, but the state machine rejected it without a change.
-		return res, fmt.Errorf("%w: %w", ErrBadRequest, res.Err)
+		return o.res, fmt.Errorf("%w: %w", ErrBadRequest, o.res.Err)
 	}
-	return res, nil
+	return o.res, nil
+}
+
+// propose sends cmd as its own entry; its outcome arrives on the channel.
+func (n *Node) propose(cmd fsm.Command) <-chan batchOutcome {
+	f := n.raft.Apply(cmd.Encode(), n.cfg.ApplyTimeout)
+	out := make(chan batchOutcome, 1)
+	// await returns on commit, on loss of leadership and on Close, so this
+	// goroutine always ends; Close waits for it.
+	n.wg.Go(func() {
+		if err := n.await(f); err != nil {
+			out <- batchOutcome{err: n.classifyApplyError(err)}
+			return
+		}
+		res, ok := f.Response().(fsm.Result)
+		if !ok {
+			out <- batchOutcome{err: fmt.Errorf("%w: unexpected apply response %T", ErrOutcomeUnknown, f.Response())}
+			return
+		}
+		out <- batchOutcome{res: res}
+	})
+	return out
 }
 
 // classifyApplyError maps raft's errors to this package's outcome errors.

@@ -59,6 +59,19 @@ type Config struct {
 	// MaxAppendEntries: entries per AppendEntries RPC and per group commit.
 	// Default 512.
 	MaxAppendEntries int
+	// WriteBatchInflight: how many coalesced write batches the leader keeps
+	// proposed and not yet applied (batcher.go); writes arriving meanwhile
+	// wait and go out together. 0 = no coalescing: every write is its own
+	// entry. Default 1.
+	WriteBatchInflight int
+	// FSMCommitInterval: how long applied entries may wait in the state
+	// machine's open bbolt transaction before it is committed (fsync) when
+	// no reader needs them sooner (fsm_adapter.go). Writes are acknowledged
+	// once committed in the Raft log and applied, not after this commit;
+	// linearizable reads commit what they need at once; stale reads and
+	// watches see a write up to this late. 0 = commit every batch before
+	// answering. Default 20ms.
+	FSMCommitInterval time.Duration
 	// SnapshotRetain: snapshots kept on disk. Default 2.
 	SnapshotRetain int
 	// ServerStabilizationTime: a joining server stays a non-voter until it has
@@ -126,6 +139,8 @@ func DefaultConfig() Config {
 		SnapshotInterval:        30 * time.Second,
 		TrailingLogs:            10240,
 		MaxAppendEntries:        512,
+		WriteBatchInflight:      1,
+		FSMCommitInterval:       20 * time.Millisecond,
 		SnapshotRetain:          2,
 		ServerStabilizationTime: 10 * time.Second,
 		HealthInterval:          250 * time.Millisecond,
@@ -176,6 +191,12 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotInterval <= 0 {
 		errs = append(errs, fmt.Errorf("snapshot interval %s must be positive", c.SnapshotInterval))
+	}
+	if c.FSMCommitInterval < 0 || c.FSMCommitInterval > time.Second {
+		errs = append(errs, fmt.Errorf("fsm commit interval %s must be in 0..1s", c.FSMCommitInterval))
+	}
+	if c.WriteBatchInflight < 0 || c.WriteBatchInflight > 64 {
+		errs = append(errs, fmt.Errorf("write batch inflight %d must be in 0..64", c.WriteBatchInflight))
 	}
 	if c.MaxAppendEntries <= 0 || c.MaxAppendEntries > 1024 {
 		errs = append(errs, fmt.Errorf("max append entries %d must be in 1..1024", c.MaxAppendEntries))

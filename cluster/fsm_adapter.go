@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -45,17 +46,53 @@ type stateMachine struct {
 
 	openMu sync.Mutex
 	open   map[*fsmSnapshot]struct{} // snapshots raft holds (abortSnapshots)
+
+	// Deferred commits (see ApplyBatch).
+	commitInterval time.Duration
+	want           atomic.Uint64 // the highest index a reader waits to see
+	kick           chan struct{} // cap 1: entries are pending
+	demand         chan struct{} // cap 1: a reader waits for pending entries
 }
+
+// maxPendingBytes: a pending transaction holding more log data than this
+// is committed at once, to bound its memory.
+const maxPendingBytes = 8 << 20
 
 var _ raft.BatchingFSM = (*stateMachine)(nil)
 
-func newStateMachine(store *fsm.Store, snaps raft.SnapshotStore) *stateMachine {
-	sm := &stateMachine{store: store, snaps: snaps, advance: make(chan struct{})}
+func newStateMachine(store *fsm.Store, snaps raft.SnapshotStore, commitInterval time.Duration) *stateMachine {
+	sm := &stateMachine{
+		store: store, snaps: snaps, advance: make(chan struct{}),
+		commitInterval: commitInterval, kick: make(chan struct{}, 1), demand: make(chan struct{}, 1),
+	}
+	// However a commit happens (below, or a reader of the store making what
+	// is applied visible), waiters learn the new index.
+	store.SetCommitHook(sm.setApplied)
 	sm.applied.Store(store.AppliedIndex())
 	return sm
 }
 
-// ApplyBatch applies a batch of committed entries in one bbolt transaction.
+// ApplyBatch applies a batch of committed entries to the store's pending
+// bbolt transaction and answers raft at once, so a write is acknowledged
+// once it is committed in the Raft log of a quorum and applied, without
+// waiting for the state machine's own fsync. The log is what makes it
+// durable: after a crash the node applies again every entry after the
+// store's durable applied index (raft keeps them, since it compacts its log
+// only up to a snapshot, and a snapshot commits first).
+//
+// The pending transaction is committed, making it visible (the applied
+// index waiters see moves only then), when
+//   - anything reads the store: every read sees every applied entry, so a
+//     write is visible on its node when it is acknowledged, as before;
+//   - a reader waits for an index it holds (waitApplied with hurry: every
+//     linearizable read), at once;
+//   - it is commitInterval old (flushLoop), so a watch wakes at most that
+//     late;
+//   - it holds maxPendingBytes of log data;
+//   - raft takes a snapshot or restores one, or the node closes.
+//
+// With commitInterval 0 every batch is committed before raft hears back.
+//
 // A failed transaction means the state machine can no longer follow the log
 // (disk full, I/O error); continuing would let replicas diverge, so it
 // panics and the process restarts from the last durable applied index.
@@ -70,16 +107,60 @@ func (sm *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 			sm.configIndex.Store(l.Index)
 		}
 	}
-	results, err := sm.store.ApplyBatch(batch)
+	results, err := sm.store.ApplyPending(batch)
 	if err != nil {
 		panic(fmt.Errorf("apply batch ending at index %d: %w", logs[len(logs)-1].Index, err))
+	}
+	_, _, pendingBytes, _ := sm.store.Pending()
+	if sm.commitInterval == 0 || sm.want.Load() > sm.applied.Load() || pendingBytes >= maxPendingBytes {
+		sm.commit()
+	} else {
+		select {
+		case sm.kick <- struct{}{}:
+		default:
+		}
 	}
 	out := make([]interface{}, len(results))
 	for i := range results {
 		out[i] = results[i]
 	}
-	sm.setApplied(logs[len(logs)-1].Index)
 	return out
+}
+
+// commit commits the store's pending transaction and publishes the new
+// applied index. It panics when the commit fails, as ApplyBatch does.
+func (sm *stateMachine) commit() {
+	idx, err := sm.store.Commit()
+	if err != nil {
+		panic(fmt.Errorf("commit the state machine: %w", err))
+	}
+	sm.setApplied(idx)
+}
+
+// flushLoop commits pending entries commitInterval after they were first
+// applied, or at once when a reader waits for them. It runs until done is
+// closed; the store commits what is left when it closes.
+func (sm *stateMachine) flushLoop(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-sm.demand:
+		case <-sm.kick:
+			if _, since, _, ok := sm.store.Pending(); ok {
+				t := time.NewTimer(time.Until(since.Add(sm.commitInterval)))
+				select {
+				case <-t.C:
+				case <-sm.demand:
+				case <-done:
+					t.Stop()
+					return
+				}
+				t.Stop()
+			}
+		}
+		sm.commit()
+	}
 }
 
 // Apply is the single-entry form; raft uses ApplyBatch, Apply is kept for
@@ -100,8 +181,23 @@ func (sm *stateMachine) setApplied(idx uint64) {
 
 func (sm *stateMachine) appliedIndex() uint64 { return sm.applied.Load() }
 
-// waitApplied blocks until the applied index reaches idx or ctx ends.
-func (sm *stateMachine) waitApplied(ctx context.Context, idx uint64) error {
+// waitApplied blocks until the applied index reaches idx or ctx ends. With
+// hurry, entries up to idx are committed as soon as they are applied instead
+// of up to commitInterval later: readers that must see them (linearizable
+// reads) hurry, watches do not.
+func (sm *stateMachine) waitApplied(ctx context.Context, idx uint64, hurry bool) error {
+	if hurry && idx > sm.applied.Load() {
+		for {
+			w := sm.want.Load()
+			if w >= idx || sm.want.CompareAndSwap(w, idx) {
+				break
+			}
+		}
+		select {
+		case sm.demand <- struct{}{}:
+		default:
+		}
+	}
 	for {
 		sm.mu.Lock()
 		cur, ch := sm.applied.Load(), sm.advance

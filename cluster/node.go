@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/raftkv/raftkv/fsm"
 )
@@ -55,6 +56,7 @@ type Node struct {
 	readyCh   chan struct{} // closed when readyTerm becomes the current term
 
 	reads    chan *readReq
+	writes   *writeBatcher // nil when WriteBatchInflight is 0
 	detector *detector
 	fresh    bool // started with no raft state
 	pending  pendingWrites
@@ -117,9 +119,15 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err := n.catchUpFromSnapshot(snaps); err != nil {
 		return nil, err
 	}
-	n.sm = newStateMachine(n.store, snaps)
+	n.sm = newStateMachine(n.store, snaps, cfg.FSMCommitInterval)
 
-	n.logDB, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, raftDBName)})
+	n.logDB, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(raftDir, raftDBName),
+		// The log's freelist is large and churns (entries are appended at the end and compacted from the
+		// front): keep it in a hashmap and rebuild it on open instead of writing it on every commit. Data
+		// and meta pages are still fsynced on every commit.
+		BoltOptions: &bbolt.Options{FreelistType: bbolt.FreelistMapType, NoFreelistSync: true},
+	})
 	if err != nil {
 		return nil, fmt.Errorf("open raft log: %w", err)
 	}
@@ -183,6 +191,13 @@ func Open(cfg Config) (_ *Node, err error) {
 	n.wg.Go(n.observe)
 	n.wg.Go(n.watchLeadership)
 	n.wg.Go(n.runReadBatcher)
+	if cfg.FSMCommitInterval > 0 {
+		n.wg.Go(func() { n.sm.flushLoop(n.shutdownCh) })
+	}
+	if cfg.WriteBatchInflight > 0 {
+		n.writes = newWriteBatcher(n, cfg.WriteBatchInflight)
+		n.wg.Go(n.writes.run)
+	}
 	n.wg.Go(func() { n.disk.run(n.ctx) })
 	return n, nil
 }

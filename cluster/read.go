@@ -42,9 +42,17 @@ func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
 	}
 }
 
-// WaitApplied blocks until the local state machine has applied index idx.
+// WaitApplied blocks until the local state machine has applied index idx
+// and readers see it; it has pending entries committed at once for that
+// (a read that must see idx).
 func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
-	return n.sm.waitApplied(ctx, idx)
+	return n.sm.waitApplied(ctx, idx, true)
+}
+
+// WatchApplied is WaitApplied for watches: it does not hurry the commit, so
+// it returns up to the commit interval after idx is applied.
+func (n *Node) WatchApplied(ctx context.Context, idx uint64) error {
+	return n.sm.waitApplied(ctx, idx, false)
 }
 
 // LinearizableBarrier makes a local read that follows it linearizable on the
@@ -54,7 +62,7 @@ func (n *Node) LinearizableBarrier(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := n.sm.waitApplied(ctx, idx); err != nil {
+	if err := n.sm.waitApplied(ctx, idx, true); err != nil {
 		return 0, err
 	}
 	return idx, nil

@@ -34,7 +34,7 @@ func TestStrayRestoreSnapshotIsRebuiltFromLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := raft.NewInmemStore()
-	sm := newStateMachine(store, snaps)
+	sm := newStateMachine(store, snaps, 0)
 	sm.attach(logs, filepath.Join(dir, "snapshots"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	set := func(idx, term uint64, key, val string) *raft.Log {
@@ -159,7 +159,7 @@ func TestRestoreAbortsUnpersistedSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sm := newStateMachine(store, snaps)
+	sm := newStateMachine(store, snaps, 0)
 	sm.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: fsm.Command{Op: fsm.OpSet, Key: "a", Value: []byte("1")}.Encode()}})
 
 	held, err := sm.Snapshot() // opened, not persisted

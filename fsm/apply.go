@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -27,45 +28,85 @@ type Result struct {
 	Skipped bool
 	// Txn is the outcome of an OpTxn entry (OK is false when it failed).
 	Txn *TxnResult
+	// Batch is the outcome of an OpBatch entry: per command, whether it took effect (OK is true).
+	Batch []bool
 	// Err: the entry could not be decoded or is invalid (wraps ErrBadCommand). The state is unchanged
 	// for it but the applied index still advances past it, as on every other node.
 	Err error
 }
 
-// ApplyBatch applies logs, in order, in one bbolt write transaction, and stores the new applied index
-// (the largest Index in the batch, NoOp entries included) in the same transaction. Entries with an
-// Index at or below the applied index are skipped. It returns one Result per log.
+// ApplyBatch applies logs, in order, and commits: ApplyPending, then Commit. Entries with an Index at
+// or below the applied index are skipped. It returns one Result per log.
 //
-// A returned error means the transaction failed and nothing in the batch was applied; the caller
-// cannot continue (the Raft FSM contract has no way to retry), so it should stop the node.
+// A returned error means the transaction failed and nothing since the last commit was applied; the
+// caller cannot continue (the Raft FSM contract has no way to retry), so it should stop the node.
 func (s *Store) ApplyBatch(logs []Log) ([]Result, error) {
+	results, err := s.ApplyPending(logs)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Commit(); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// pendingTx is the open write transaction that ApplyPending fills and Commit ends.
+type pendingTx struct {
+	tx      *bbolt.Tx
+	since   time.Time // when it was opened
+	applied uint64    // sys/applied_index inside tx
+	bytes   int       // encoded size of the log entries applied in it
+}
+
+// ApplyPending applies logs, in order, in the store's pending write transaction (opening one if there
+// is none), and records the new applied index (the largest Index in the batch, NoOp entries included)
+// in the same transaction. Nothing is durable or visible to readers until Commit: AppliedIndex and
+// every read still show the last committed state. A crash loses what is pending, which the caller must
+// be able to apply again (a Raft node replays its log from the durable applied index).
+//
+// An error means the pending transaction failed and was rolled back: nothing since the last commit was
+// applied.
+func (s *Store) ApplyPending(logs []Log) ([]Result, error) {
 	if len(logs) == 0 {
 		return nil, nil
 	}
 	results := make([]Result, len(logs))
-	if s.allApplied(logs) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.failed != nil {
+		return nil, s.failed
+	}
+	if s.pend == nil && s.allApplied(logs) {
 		// Pure replay: no transaction, no fsync.
 		for i, l := range logs {
 			results[i] = Result{Index: l.Index, Skipped: true}
 		}
 		return results, nil
 	}
-
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.db == nil {
 		return nil, fmt.Errorf("apply batch: %w", ErrClosed)
 	}
-	var applied uint64
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		var err error
-		// The persisted index, not the in-memory copy, is authoritative inside the write transaction.
-		applied, err = readApplied(tx)
+	if s.pend == nil {
+		tx, err := s.db.Begin(true)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("apply batch: begin: %w", err)
 		}
-		start := applied
-		w := writer{kv: tx.Bucket(bucketKV), meta: tx.Bucket(bucketMeta)}
+		// The persisted index, not the in-memory copy, is authoritative inside the write transaction.
+		applied, err := readApplied(tx)
+		if err != nil {
+			_ = tx.Rollback()
+			return nil, fmt.Errorf("apply batch: %w", err)
+		}
+		s.pend = &pendingTx{tx: tx, since: time.Now(), applied: applied}
+		s.hasPending.Store(true)
+	}
+	p := s.pend
+	applied := p.applied
+	w := writer{kv: p.tx.Bucket(bucketKV), meta: p.tx.Bucket(bucketMeta)}
+	err := func() error {
 		for i, l := range logs {
 			r := Result{Index: l.Index}
 			switch {
@@ -82,10 +123,14 @@ func (s *Store) ApplyBatch(logs []Log) ([]Result, error) {
 					r.Err = fmt.Errorf("log %d: %w", l.Index, err)
 					break
 				}
-				if cmd.Op == OpTxn {
+				switch cmd.Op {
+				case OpTxn:
 					r.Txn, err = w.txn(l.Index, cmd)
 					r.OK = r.Txn != nil && len(r.Txn.Errors) == 0
-				} else {
+				case OpBatch:
+					r.Batch, err = w.batch(l.Index, cmd)
+					r.OK = err == nil
+				default:
 					r.OK, err = w.apply(l.Index, cmd)
 				}
 				if err != nil {
@@ -97,21 +142,74 @@ func (s *Store) ApplyBatch(logs []Log) ([]Result, error) {
 			}
 			results[i] = r
 		}
-		if applied == start {
+		if applied == p.applied {
 			return nil
 		}
-		return putApplied(tx, applied)
-	})
+		return putApplied(p.tx, applied)
+	}()
 	if err != nil {
-		return nil, fmt.Errorf("apply batch: %w", err)
+		// Earlier batches in the transaction were acknowledged: losing them is fatal.
+		_ = p.tx.Rollback()
+		s.pend = nil
+		s.failed = fmt.Errorf("apply batch: %w", err)
+		return nil, s.failed
 	}
-	s.setAppliedAtLeast(applied)
+	p.applied = applied
+	for _, l := range logs {
+		p.bytes += len(l.Data)
+	}
 	for _, r := range results {
 		if r.Err != nil {
 			s.log.Warn("log entry not applied", "index", r.Index, "err", r.Err)
 		}
 	}
 	return results, nil
+}
+
+// Commit commits the pending write transaction, if there is one, making it durable and visible, and
+// returns the applied index. An error means the pending entries were lost (rolled back); the caller
+// must stop the node, as for an ApplyPending error.
+func (s *Store) Commit() (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.commitLocked()
+}
+
+// commitLocked is Commit; the caller holds mu (read or write) and wmu. A failed commit is sticky: the
+// entries in it were acknowledged, so the store can no longer follow the log and every later apply,
+// commit and read reports it.
+func (s *Store) commitLocked() (uint64, error) {
+	if s.failed != nil {
+		return 0, s.failed
+	}
+	p := s.pend
+	if p == nil {
+		return s.applied.Load(), nil
+	}
+	s.pend = nil
+	if err := p.tx.Commit(); err != nil {
+		s.failed = fmt.Errorf("commit applied entries up to index %d: %w", p.applied, err)
+		return 0, s.failed
+	}
+	s.hasPending.Store(false)
+	s.setAppliedAtLeast(p.applied)
+	if s.onCommit != nil {
+		s.onCommit(p.applied)
+	}
+	return p.applied, nil
+}
+
+// Pending describes the pending write transaction: the applied index inside it, when it was opened and
+// the size of the log entries applied in it. ok is false when there is none.
+func (s *Store) Pending() (applied uint64, since time.Time, bytes int, ok bool) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.pend == nil {
+		return 0, time.Time{}, 0, false
+	}
+	return s.pend.applied, s.pend.since, s.pend.bytes, true
 }
 
 func (s *Store) allApplied(logs []Log) bool {

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
@@ -232,7 +233,7 @@ func TestApplyNoOpLogsAndSkips(t *testing.T) {
 	)
 	want := []Result{{Index: 1, OK: true}, {Index: 2, OK: true}, {Index: 2, Skipped: true}, {Index: 3, OK: true}}
 	for i := range want {
-		if res[i] != want[i] {
+		if !reflect.DeepEqual(res[i], want[i]) {
 			t.Errorf("result %d: got %+v, want %+v", i, res[i], want[i])
 		}
 	}

@@ -39,6 +39,10 @@ const (
 	OpDeleteMeta Op = 8 // delete Key from the meta bucket
 	// OpTxn applies the TxnOps encoded in Value (see EncodeTxn) all or nothing; Key is empty.
 	OpTxn Op = 9
+	// OpBatch applies the set/delete/cas/cad Commands encoded in Value (see EncodeBatch) in order, each
+	// on its own (a failed CAS does not undo the others), all at the entry's log index; Key is empty. The
+	// leader coalesces concurrent single-key writes into one such entry, never two writes to one key.
+	OpBatch Op = 10
 )
 
 // String returns the op's name, for logs.
@@ -62,11 +66,13 @@ func (o Op) String() string {
 		return "delete-meta"
 	case OpTxn:
 		return "txn"
+	case OpBatch:
+		return "batch"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
 
-func (o Op) valid() bool { return o >= OpSet && o <= OpTxn }
+func (o Op) valid() bool { return o >= OpSet && o <= OpBatch }
 
 // Command is one write to the state machine: the payload of a Raft log entry.
 //
@@ -94,11 +100,7 @@ func (c Command) Encode() []byte { return c.AppendEncode(nil) }
 
 // AppendEncode appends the encoding of c to dst and returns the extended slice.
 func (c Command) AppendEncode(dst []byte) []byte {
-	n := 2 +
-		uvarintLen(uint64(len(c.Key))) + len(c.Key) +
-		uvarintLen(uint64(len(c.Value))) + len(c.Value) +
-		uvarintLen(c.Flags) + uvarintLen(c.Index)
-	dst = slices.Grow(dst, n)
+	dst = slices.Grow(dst, c.encodedLen())
 	dst = append(dst, commandVersion, byte(c.Op))
 	dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
 	dst = append(dst, c.Key...)
@@ -107,6 +109,14 @@ func (c Command) AppendEncode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, c.Flags)
 	dst = binary.AppendUvarint(dst, c.Index)
 	return dst
+}
+
+// encodedLen is len(c.Encode()).
+func (c Command) encodedLen() int {
+	return 2 +
+		uvarintLen(uint64(len(c.Key))) + len(c.Key) +
+		uvarintLen(uint64(len(c.Value))) + len(c.Value) +
+		uvarintLen(c.Flags) + uvarintLen(c.Index)
 }
 
 // DecodeCommand decodes an encoded Command. The returned Value is a copy (nil when empty), so b may be
@@ -176,6 +186,18 @@ func (c Command) Validate() error {
 			return fmt.Errorf("%w: %w: transaction of %d bytes, max %d", ErrBadCommand, ErrValueTooLarge, len(c.Value), MaxValueSize)
 		}
 		if _, err := DecodeTxn(c.Value); err != nil {
+			return err
+		}
+		return nil
+	}
+	if c.Op == OpBatch {
+		if c.Key != "" {
+			return fmt.Errorf("%w: a batch command has no key", ErrBadCommand)
+		}
+		if len(c.Value) > MaxValueSize {
+			return fmt.Errorf("%w: %w: batch of %d bytes, max %d", ErrBadCommand, ErrValueTooLarge, len(c.Value), MaxValueSize)
+		}
+		if _, err := DecodeBatch(c.Value); err != nil {
 			return err
 		}
 		return nil

@@ -77,7 +77,7 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"version 0", cat([]byte{0}, valid[1:])},
 		{"version 2", cat([]byte{2}, valid[1:])},
 		{"op 0", cat([]byte{1, 0}, valid[2:])},
-		{"op 10", cat([]byte{1, 10}, valid[2:])},
+		{"op 11", cat([]byte{1, 11}, valid[2:])},
 		{"op 255", cat([]byte{1, 255}, valid[2:])},
 		{"trailing byte", cat(valid, []byte{0})},
 		{"forged key length", cat([]byte{1, byte(OpSet)}, uv(1<<62), []byte("k"))},
@@ -125,7 +125,7 @@ func TestValidate(t *testing.T) {
 		{"value at limit", Command{Op: OpSet, Key: "k", Value: make([]byte, MaxValueSize)}, nil},
 		{"value over limit", Command{Op: OpSet, Key: "k", Value: make([]byte, MaxValueSize+1)}, ErrValueTooLarge},
 		{"op 0", Command{Key: "k"}, ErrBadCommand},
-		{"op 10", Command{Op: 10, Key: "k"}, ErrBadCommand},
+		{"op 11", Command{Op: 11, Key: "k"}, ErrBadCommand},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +152,9 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{1, 1, 0x81, 0x00})
 	f.Add([]byte{1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add(Command{Op: OpBatch, Value: EncodeBatch([]Command{
+		set("a", "1"), {Op: OpCAS, Key: "b", Value: []byte("2"), Index: 9}, {Op: OpDelete, Key: "c"},
+	})}.Encode())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := DecodeCommand(b)
 		if err != nil {
@@ -162,6 +165,14 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 		if again := c.Encode(); !bytes.Equal(again, b) {
 			t.Fatalf("decoded %+v re-encodes to %x, want %x", c, again, b)
+		}
+		if err := c.Validate(); err != nil && !errors.Is(err, ErrBadCommand) {
+			t.Fatalf("validate error %v does not wrap ErrBadCommand", err)
+		}
+		if c.Op == OpBatch {
+			if cmds, err := DecodeBatch(c.Value); err == nil && !bytes.Equal(EncodeBatch(cmds), c.Value) {
+				t.Fatalf("batch %x re-encodes differently", c.Value)
+			}
 		}
 	})
 }

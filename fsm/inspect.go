@@ -64,6 +64,11 @@ func (s *Store) SetAppliedIndex(idx uint64) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if _, err := s.commitLocked(); err != nil {
+		return fmt.Errorf("set applied index %d: %w", idx, err)
+	}
 	if err := s.db.Update(func(tx *bbolt.Tx) error { return putApplied(tx, idx) }); err != nil {
 		return fmt.Errorf("set applied index %d: %w", idx, err)
 	}

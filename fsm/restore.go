@@ -203,6 +203,13 @@ func (s *Store) swap(tmp string) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	// Pending entries are committed first: should the rename fail, the old state reopens whole.
+	s.wmu.Lock()
+	_, err := s.commitLocked()
+	s.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("replace db: %w", err)
+	}
 	if err := s.db.Close(); err != nil {
 		// bbolt has released the file whatever the error; reopen below either way.
 		s.log.Warn("close fsm db before restore", "err", err)

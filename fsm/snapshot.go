@@ -40,6 +40,13 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 	if s.db == nil {
 		return nil, fmt.Errorf("snapshot: %w", ErrClosed)
 	}
+	// A snapshot stands for everything applied so far, pending entries included.
+	s.wmu.Lock()
+	_, err := s.commitLocked()
+	s.wmu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
 	tx, err := s.db.Begin(false)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: begin read tx: %w", err)

@@ -79,7 +79,20 @@ type Store struct {
 	db *bbolt.DB // nil once closed
 
 	applied atomic.Uint64 // in-memory copy of sys/applied_index, updated after each commit
+
+	// wmu guards pend, the write transaction ApplyPending fills and Commit ends (apply.go), and failed.
+	// Lock order: mu before wmu. Every other writer, and every reader while hasPending, commits pend
+	// first, under both: a read sees every applied entry.
+	wmu        sync.Mutex
+	pend       *pendingTx
+	hasPending atomic.Bool // pend != nil, or a commit failed (readers then report failed)
+	failed     error       // sticky: a pending transaction was lost; the store cannot follow the log
+	onCommit   func(applied uint64)
 }
+
+// SetCommitHook sets fn to be called with the applied index after every commit of applied entries,
+// with the store's locks held: fn must not call the store. Set it before the first apply.
+func (s *Store) SetCommitHook(fn func(applied uint64)) { s.onCommit = fn }
 
 // Open opens (creating if needed) the store at path. It removes temporary files left behind by a
 // Restore interrupted by a crash.
@@ -159,6 +172,12 @@ func (s *Store) Close() error {
 	if s.db == nil {
 		return nil
 	}
+	s.wmu.Lock()
+	_, cerr := s.commitLocked()
+	s.wmu.Unlock()
+	if cerr != nil {
+		s.log.Error("commit pending entries at close; they are applied again from the log at the next start", "err", cerr)
+	}
 	err := s.db.Close()
 	s.db = nil
 	if err != nil {
@@ -185,12 +204,21 @@ func (s *Store) setAppliedAtLeast(idx uint64) {
 	}
 }
 
-// view runs fn in a read transaction on the current db.
+// view runs fn in a read transaction on the current db, after committing pending entries so that it
+// sees everything applied.
 func (s *Store) view(fn func(tx *bbolt.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.db == nil {
 		return ErrClosed
+	}
+	if s.hasPending.Load() {
+		s.wmu.Lock()
+		_, err := s.commitLocked()
+		s.wmu.Unlock()
+		if err != nil {
+			return err
+		}
 	}
 	return s.db.View(fn)
 }

@@ -97,7 +97,7 @@ func (a *API) block(r *http.Request, index uint64, wait time.Duration) {
 	wait += time.Duration(rand.Int64N(int64(wait/16) + 1))
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	_ = a.node.WaitApplied(ctx, index+1) // timing out is the normal end of a quiet watch
+	_ = a.node.WatchApplied(ctx, index+1) // timing out is the normal end of a quiet watch
 }
 
 func (a *API) kvPut(w http.ResponseWriter, r *http.Request) error {
