@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	gometrics "github.com/hashicorp/go-metrics"
 
@@ -48,6 +49,8 @@ type batchOutcome struct {
 type writeBatcher struct {
 	n     *Node
 	slots chan struct{} // one token per batch in flight
+
+	entries, writes atomic.Uint64 // entries proposed, and the writes they carried
 
 	mu    sync.Mutex
 	queue []*batchWaiter
@@ -148,6 +151,8 @@ func (b *writeBatcher) failQueued(err error) {
 // A batch of one goes out as the plain command.
 func (b *writeBatcher) propose(batch []*batchWaiter) {
 	observeWriteBatch(len(batch))
+	b.entries.Add(1)
+	b.writes.Add(uint64(len(batch)))
 	if b.n.closed.Load() {
 		for _, w := range batch {
 			w.done <- batchOutcome{err: ErrShuttingDown}
@@ -179,6 +184,15 @@ func (b *writeBatcher) propose(batch []*batchWaiter) {
 		}
 		w.done <- batchOutcome{res: fsm.Result{Index: o.res.Index, OK: o.res.Batch[i]}}
 	}
+}
+
+// WriteBatches reports how many entries the write batcher has proposed and
+// how many writes they carried (both 0 when coalescing is off).
+func (n *Node) WriteBatches() (entries, writes uint64) {
+	if n.writes == nil {
+		return 0, 0
+	}
+	return n.writes.entries.Load(), n.writes.writes.Load()
 }
 
 // observeWriteBatch records how many writes one entry carried
