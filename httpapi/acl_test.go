@@ -138,6 +138,7 @@ func TestACLEnforcement(t *testing.T) {
 		a := httpapi.NewACL(rules)
 		acls[cfg.Node.ID()] = a
 		cfg.ACL = a
+		cfg.Pprof = true
 	})
 	l := c.WaitLeader(5 * time.Second)
 	f := c.Follower()
@@ -149,6 +150,16 @@ func TestACLEnforcement(t *testing.T) {
 		resp, body := aclReq(t, http.MethodPut, L+"/v1/kv/"+k, []byte(v), tok(aclMgmt)...)
 		wantStatus(t, "seed "+k+" with the management token", resp, body, http.StatusOK, "")
 	}
+
+	t.Run("ProfilesNeedManagement", func(t *testing.T) {
+		resp, body := aclReq(t, http.MethodGet, L+"/debug/pprof/goroutine?debug=1", nil, tok(aclApp)...)
+		wantStatus(t, "app token GET /debug/pprof/goroutine", resp, body, http.StatusForbidden, "management token")
+		resp, body = aclReq(t, http.MethodGet, L+"/debug/pprof/goroutine?debug=1", nil, tok(aclMgmt)...)
+		wantStatus(t, "management GET /debug/pprof/goroutine", resp, body, http.StatusOK, "")
+		if !strings.Contains(string(body), "goroutine profile") {
+			t.Errorf("goroutine profile body starts %.80q", body)
+		}
+	})
 
 	t.Run("ReadOnlyToken", func(t *testing.T) {
 		resp, body := aclReq(t, http.MethodGet, L+"/v1/kv/app/a?raw", nil, tok(aclReader)...)

@@ -313,6 +313,10 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	// Profiles are served only with --enable-pprof.
+	if resp, _ := do(t, http.MethodGet, l.URL()+"/debug/pprof/heap", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/heap without Pprof: %d, want 404", resp.StatusCode)
+	}
 }
 
 // TestBlockingQueries: ?index=N&wait=D holds the answer until a change

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"net/http/pprof"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/raftkv/raftkv/cluster"
@@ -44,6 +46,9 @@ type Config struct {
 	// ACL, when not nil, enforces token rules on every request (see
 	// acl.go); nil = open, no tokens needed.
 	ACL *ACL
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/ (behind
+	// the management token when ACLs are on).
+	Pprof bool
 }
 
 // DefaultConfig returns a Config with default timeouts and no Node.
@@ -139,6 +144,13 @@ func (a *API) routes() *mux.Router {
 	r.Path("/v1/cluster/leave").Handler(post(a.clusterLeave))
 	r.Path("/v1/internal/read-index").Handler(get(a.internalReadIndex))
 	a.uiRoutes(r) // the web page, its redirects and leader history (ui.go)
+	if a.cfg.Pprof {
+		r.Path("/debug/pprof/cmdline").HandlerFunc(pprof.Cmdline)
+		r.Path("/debug/pprof/profile").HandlerFunc(pprof.Profile)
+		r.Path("/debug/pprof/symbol").HandlerFunc(pprof.Symbol)
+		r.Path("/debug/pprof/trace").HandlerFunc(pprof.Trace)
+		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index) // the index and every named profile
+	}
 	return r
 }
 
