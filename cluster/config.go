@@ -66,11 +66,11 @@ type Config struct {
 	WriteBatchInflight int
 	// FSMCommitInterval: how long applied entries may wait in the state
 	// machine's open bbolt transaction before it is committed (fsync) when
-	// no reader needs them sooner (fsm_adapter.go). Writes are acknowledged
+	// nothing reads them sooner (fsm_adapter.go). Writes are acknowledged
 	// once committed in the Raft log and applied, not after this commit;
-	// linearizable reads commit what they need at once; stale reads and
-	// watches see a write up to this late. 0 = commit every batch before
-	// answering. Default 20ms.
+	// every read of the store commits first, so reads see every applied
+	// entry; watches may wake up to this late. 0 = commit every batch
+	// before answering. Default 20ms.
 	FSMCommitInterval time.Duration
 	// SnapshotRetain: snapshots kept on disk. Default 2.
 	SnapshotRetain int

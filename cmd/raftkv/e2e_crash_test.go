@@ -323,7 +323,7 @@ func checkState(t *testing.T, n *e2eNode, want map[string]string) {
 // answered 200) or all are there.
 func TestCrashKillDuringRestore(t *testing.T) {
 	start := time.Now()
-	c := startRecoveryCluster(t, 3, "--snapshot-threshold", "256", "--snapshot-interval", "50ms", "--trailing-logs", "32")
+	c := startRecoveryCluster(t, 3, "--snapshot-threshold", "32", "--snapshot-interval", "50ms", "--trailing-logs", "32")
 	r := testRand(t)
 	ctx := context.Background()
 	ct := &crashTally{}
@@ -348,8 +348,10 @@ func TestCrashKillDuringRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 400 writes of 4KB: far past the 32 trailing entries, and a
-		// snapshot of a few MB that takes a while to send and restore.
+		// 400 writes of 4KB from 8 writers: at least 50 log entries however
+		// the leader coalesces them, past the 32 trailing entries and the
+		// snapshot threshold, and a snapshot of a few MB that takes a while
+		// to send and restore.
 		write(bigValues(fmt.Sprintf("install%d", i), 400, 4<<10), live)
 		leader = c.leader(t, live, 10*time.Second)
 		waitFor(t, 10*time.Second, "a snapshot on the leader since the kill", func() error {

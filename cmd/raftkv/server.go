@@ -81,7 +81,7 @@ and rejoins by itself.`,
 	f.Uint64Var(&c.TrailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
 	f.IntVar(&c.MaxAppendEntries, "max-append-entries", c.MaxAppendEntries, "entries per AppendEntries RPC / group commit")
 	f.IntVar(&c.WriteBatchInflight, "write-batch-inflight", c.WriteBatchInflight, "coalesced write batches the leader keeps in flight (concurrent single-key writes share one Raft entry); 0 = every write is its own entry")
-	f.DurationVar(&c.FSMCommitInterval, "fsm-commit-interval", c.FSMCommitInterval, "longest applied writes wait in the state machine's open transaction before its fsync when no linearizable read needs them (stale reads and watches lag by up to this); 0 = fsync every batch before acknowledging")
+	f.DurationVar(&c.FSMCommitInterval, "fsm-commit-interval", c.FSMCommitInterval, "longest applied writes wait in the state machine's open bbolt transaction before it is committed (fsync) when nothing reads them sooner; writes are acknowledged once in a quorum's Raft log and applied, every read sees them, watches may wake up to this late; 0 = commit every batch before acknowledging")
 	f.DurationVar(&c.ServerStabilizationTime, "server-stabilization-time", c.ServerStabilizationTime, "a new server must be healthy this long before it becomes a voter")
 	f.DurationVar(&c.DeadNodeTimeout, "dead-node-timeout", 0, "remove a voter unhealthy for longer than this (0 = never)")
 	f.StringToStringVar(&sf.dialOverride, "dial-override", nil, "FROM=TO,...: dial TO whenever this node would dial peer address FROM (Raft or HTTP); for fault-injection proxies")
