@@ -52,9 +52,10 @@ type writeBatcher struct {
 
 	entries, writes atomic.Uint64 // entries proposed, and the writes they carried
 
-	mu    sync.Mutex
-	queue []*batchWaiter
-	wake  chan struct{} // cap 1: something was queued
+	mu      sync.Mutex
+	queue   []*batchWaiter
+	stopped bool          // run has ended: nothing queued would be proposed
+	wake    chan struct{} // cap 1: something was queued
 }
 
 func newWriteBatcher(n *Node, inflight int) *writeBatcher {
@@ -70,6 +71,11 @@ func (b *writeBatcher) batchable(cmd fsm.Command) bool {
 func (b *writeBatcher) submit(cmd fsm.Command) <-chan batchOutcome {
 	w := &batchWaiter{cmd: cmd, done: make(chan batchOutcome, 1)}
 	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		w.done <- batchOutcome{err: ErrShuttingDown}
+		return w.done
+	}
 	b.queue = append(b.queue, w)
 	b.mu.Unlock()
 	select {
@@ -140,7 +146,7 @@ func (b *writeBatcher) take() []*batchWaiter {
 func (b *writeBatcher) failQueued(err error) {
 	b.mu.Lock()
 	queued := b.queue
-	b.queue = nil
+	b.queue, b.stopped = nil, true
 	b.mu.Unlock()
 	for _, w := range queued {
 		w.done <- batchOutcome{err: err}
