@@ -11,7 +11,16 @@ import (
 	"github.com/raftkv/raftkv/fsm"
 )
 
-func newTestStateMachine(t *testing.T, interval time.Duration) (*stateMachine, *fsm.Store) {
+// testStateMachine is a state machine over a real store and snapshot store
+// in a temporary dir, without raft.
+type testStateMachine struct {
+	*stateMachine
+	store *fsm.Store
+	snaps *raft.FileSnapshotStore
+	dir   string
+}
+
+func newTestStateMachine(t *testing.T, interval time.Duration, retain int) testStateMachine {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := fsm.Open(filepath.Join(dir, "state.db"), fsm.Options{})
@@ -19,11 +28,11 @@ func newTestStateMachine(t *testing.T, interval time.Duration) (*stateMachine, *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, nil)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, retain, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newStateMachine(store, snaps, interval), store
+	return testStateMachine{newStateMachine(store, snaps, interval), store, snaps, dir}
 }
 
 func setLog(idx uint64, key, val string) *raft.Log {
@@ -41,7 +50,8 @@ func waitCtx(t *testing.T, d time.Duration) context.Context {
 // them) until a reader hurries them, the flush loop's timer fires, or a read
 // of the store needs them.
 func TestDeferredCommitTriggers(t *testing.T) {
-	sm, store := newTestStateMachine(t, time.Hour)
+	ts := newTestStateMachine(t, time.Hour, 3)
+	sm, store := ts.stateMachine, ts.store
 
 	res := sm.ApplyBatch([]*raft.Log{setLog(1, "a", "1")})
 	if r := res[0].(fsm.Result); !r.OK {
@@ -95,7 +105,8 @@ func TestDeferredCommitTriggers(t *testing.T) {
 
 // With a short interval the flush loop commits on its own.
 func TestDeferredCommitTimer(t *testing.T) {
-	sm, store := newTestStateMachine(t, 20*time.Millisecond)
+	ts := newTestStateMachine(t, 20*time.Millisecond, 3)
+	sm, store := ts.stateMachine, ts.store
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
 	go sm.flushLoop(done)
@@ -110,7 +121,7 @@ func TestDeferredCommitTimer(t *testing.T) {
 
 // A snapshot stands for every applied entry, pending ones included.
 func TestDeferredCommitSnapshotIncludesPending(t *testing.T) {
-	sm, _ := newTestStateMachine(t, time.Hour)
+	sm := newTestStateMachine(t, time.Hour, 3).stateMachine
 	sm.ApplyBatch([]*raft.Log{setLog(1, "a", "1"), setLog(2, "b", "2")})
 	sn, err := sm.Snapshot()
 	if err != nil {

@@ -23,18 +23,9 @@ import (
 // state from the older snapshot at 4 plus log entries 5..6, delete the
 // stray snapshot, and end with exactly the log's state.
 func TestStrayRestoreSnapshotIsRebuiltFromLog(t *testing.T) {
-	dir := t.TempDir()
-	store, err := fsm.Open(filepath.Join(dir, "state.db"), fsm.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts := newTestStateMachine(t, 0, 3)
+	sm, store, snaps, dir := ts.stateMachine, ts.store, ts.snaps, ts.dir
 	logs := raft.NewInmemStore()
-	sm := newStateMachine(store, snaps, 0)
 	sm.attach(logs, filepath.Join(dir, "snapshots"), slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 	set := func(idx, term uint64, key, val string) *raft.Log {
@@ -149,17 +140,8 @@ func TestStrayRestoreSnapshotIsRebuiltFromLog(t *testing.T) {
 // restore) must not block the restore; its Persist then fails and cancels
 // the sink.
 func TestRestoreAbortsUnpersistedSnapshot(t *testing.T) {
-	dir := t.TempDir()
-	store, err := fsm.Open(filepath.Join(dir, "state.db"), fsm.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sm := newStateMachine(store, snaps, 0)
+	ts := newTestStateMachine(t, 0, 2)
+	sm, store, snaps := ts.stateMachine, ts.store, ts.snaps
 	sm.ApplyBatch([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: fsm.Command{Op: fsm.OpSet, Key: "a", Value: []byte("1")}.Encode()}})
 
 	held, err := sm.Snapshot() // opened, not persisted
