@@ -178,7 +178,7 @@ func measureHTTPFloor(ctx context.Context, cfg Config, n int) (HTTPBaseline, err
 		<-serveErr
 	}()
 
-	hc := newHTTPClient(n, cfg.Conns, cfg.Timeout)
+	hc := newHTTPClient(n, cfg.Conns, cfg.Timeout, nil)
 	defer hc.CloseIdleConnections()
 	workload := floorWorkload(cfg.Workload)
 	base := "http://" + ln.Addr().String()

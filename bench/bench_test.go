@@ -36,7 +36,7 @@ func BenchmarkWorkerWrite(b *testing.B) {
 		_, _ = io.WriteString(w, "true")
 	}))
 	defer srv.Close()
-	hc := newHTTPClient(1, 0, 10*time.Second)
+	hc := newHTTPClient(1, 0, 10*time.Second, nil)
 	defer hc.CloseIdleConnections()
 	w := newWorker(DefaultConfig(), hc, []string{srv.URL}, 1, false)
 	ctx := context.Background()

@@ -144,7 +144,7 @@ func catchup(ctx context.Context, cfg CatchupConfig, start starter) (rep *Catchu
 
 	lc := cfg.loadConfig()
 	lc.Seed = uint64(time.Now().UnixNano())
-	hc := newHTTPClient(cfg.Clients, 0, cfg.Timeout)
+	hc := newHTTPClient(cfg.Clients, 0, cfg.Timeout, nil)
 	defer hc.CloseIdleConnections()
 	workers := make([]*worker, cfg.Clients)
 	for i := range workers {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ import (
 // newHTTPClient returns the client every measurement uses: one transport, kept-alive
 // connections, one idle connection kept per client so a closed loop never redials.
 // maxConns caps connections per host (0 = unlimited, which means one per client).
-func newHTTPClient(clients, maxConns int, timeout time.Duration) *http.Client {
+func newHTTPClient(clients, maxConns int, timeout time.Duration, tlsCfg *tls.Config) *http.Client {
 	tr := &http.Transport{
 		Proxy: nil, // loopback benchmarks must never go through an environment proxy
 		DialContext: (&net.Dialer{
@@ -28,17 +29,21 @@ func newHTTPClient(clients, maxConns int, timeout time.Duration) *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   false,
+		TLSClientConfig:     tlsCfg,
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // baseURL turns "host:port" or "http://host:port/" into "http://host:port".
-func baseURL(addr string) string {
+func baseURL(addr string) string { return baseURLScheme(addr, "http") }
+
+// baseURLScheme is baseURL with scheme for an address that has none.
+func baseURLScheme(addr, scheme string) string {
 	addr = strings.TrimRight(strings.TrimSpace(addr), "/")
 	if strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://") {
 		return addr
 	}
-	return "http://" + addr
+	return scheme + "://" + addr
 }
 
 // NodeStatus is the answer of GET /v1/status/node. Fields the tool does not use are left out.

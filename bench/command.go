@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,9 +14,14 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// Access gives the ACL token and the TLS client configuration the load commands use against
+// --nodes (the binary's global --token and --ca-file/--cert-file/--key-file). It is called when a
+// command runs, after the global flags are parsed; nil means plain HTTP without a token.
+type Access func() (token string, tlsCfg *tls.Config)
+
 // NewCommand returns `raftkv bench` and its subcommands: put, get, mixed, cas (load against
 // running nodes), failover and catchup (against a cluster the tool spawns itself).
-func NewCommand() *cobra.Command {
+func NewCommand(access Access) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure a raftkv cluster over its HTTP API",
@@ -23,7 +29,9 @@ func NewCommand() *cobra.Command {
 
 put, get, mixed and cas load running nodes (--nodes) and report throughput and latency
 percentiles next to baselines measured in the same run: the disk's fsync rate and a loopback
-HTTP round-trip floor. failover and catchup start their own cluster of this binary.`,
+HTTP round-trip floor. failover and catchup start their own cluster of this binary.
+Against a cluster with TLS or ACLs, the global --ca-file/--cert-file/--key-file and --token
+apply to put, get, mixed and cas.`,
 		SilenceUsage: true,
 	}
 	for _, w := range []struct{ name, short string }{
@@ -32,7 +40,7 @@ HTTP round-trip floor. failover and catchup start their own cluster of this bina
 		{WorkloadMixed, "Reads and writes, --read-ratio of them reads"},
 		{WorkloadCAS, "Compare-and-set writes: PUT /v1/kv/<key>?cas=<index>"},
 	} {
-		root.AddCommand(newLoadCommand(w.name, w.short))
+		root.AddCommand(newLoadCommand(w.name, w.short, access))
 	}
 	root.AddCommand(newFailoverCommand(), newCatchupCommand())
 	return root
@@ -69,7 +77,7 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func newLoadCommand(workload, short string) *cobra.Command {
+func newLoadCommand(workload, short string, access Access) *cobra.Command {
 	cfg := DefaultConfig()
 	cfg.Workload = workload
 	spawn := DefaultSpawnConfig()
@@ -91,6 +99,9 @@ func newLoadCommand(workload, short string) *cobra.Command {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
 			cfg.Logger = newLogger(cmd.ErrOrStderr(), verbose)
+			if access != nil {
+				cfg.Token, cfg.TLS = access()
+			}
 			ctx, cancel := commandContext(cmd)
 			defer cancel()
 			var rep *Report

@@ -10,7 +10,7 @@ import (
 
 func TestCommandPutJSON(t *testing.T) {
 	_, addr := newFakeServer(t)
-	cmd := NewCommand()
+	cmd := NewCommand(nil)
 	var stdout, stderr bytes.Buffer
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
@@ -31,7 +31,7 @@ func TestCommandPutJSON(t *testing.T) {
 }
 
 func TestCommandRejectsBadOutput(t *testing.T) {
-	cmd := NewCommand()
+	cmd := NewCommand(nil)
 	cmd.SetOut(&bytes.Buffer{})
 	cmd.SetErr(&bytes.Buffer{})
 	cmd.SetArgs([]string{"get", "-o", "xml"})

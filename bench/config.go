@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -83,6 +84,11 @@ type Config struct {
 
 	// Baselines turns on the fsync and loopback HTTP baselines. Default true.
 	Baselines bool
+	// TLS, when set, makes the tool talk HTTPS to Nodes with this client configuration (CA,
+	// client certificate); addresses without a scheme get https://. Spawned clusters are plain.
+	TLS *tls.Config
+	// Token is sent as X-Consul-Token on every KV request, for clusters with ACLs on.
+	Token string
 	// BaselineDuration is how long one round of a baseline runs. Default 1s.
 	BaselineDuration time.Duration
 	// BaselineRounds is how many rounds each baseline runs; the best round is reported, since a

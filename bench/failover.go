@@ -223,7 +223,7 @@ func failover(ctx context.Context, cfg FailoverConfig, start starter) (rep *Fail
 
 	lc := cfg.loadConfig()
 	lc.Seed = uint64(time.Now().UnixNano())
-	hc := newHTTPClient(cfg.Clients, 0, cfg.Timeout)
+	hc := newHTTPClient(cfg.Clients, 0, cfg.Timeout, nil)
 	defer hc.CloseIdleConnections()
 	bases := make([]string, len(c.nodes))
 	for i, n := range c.nodes {

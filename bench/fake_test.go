@@ -34,6 +34,8 @@ type fakeCluster struct {
 
 	// failEvery, when > 0, answers every failEvery-th KV request 503 (outcome failed).
 	failEvery int64
+	// token, when set, is the X-Consul-Token every KV request must carry (else 403), as with ACLs.
+	token string
 	requests  atomic.Int64
 }
 
@@ -164,6 +166,10 @@ func (fc *fakeCluster) handler(n *fakeNode) http.Handler {
 	})
 	mux.HandleFunc("/v1/kv/", func(w http.ResponseWriter, r *http.Request) {
 		n.kvReq.Add(1)
+		if fc.token != "" && r.Header.Get("X-Consul-Token") != fc.token {
+			http.Error(w, `{"error":"Permission denied: token lacks write"}`, http.StatusForbidden)
+			return
+		}
 		key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
 		body, _ := io.ReadAll(r.Body)
 		if fe := fc.failEvery; fe > 0 && fc.requests.Add(1)%fe == 0 {

@@ -25,12 +25,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	log := cfg.logger()
 	maxClients := slices.Max(cfg.Clients)
-	hc := newHTTPClient(maxClients, cfg.Conns, cfg.Timeout)
+	if cfg.TLS != nil {
+		nodes := make([]string, len(cfg.Nodes))
+		for i, n := range cfg.Nodes {
+			nodes[i] = baseURLScheme(n, "https")
+		}
+		cfg.Nodes = nodes
+	}
+	hc := newHTTPClient(maxClients, cfg.Conns, cfg.Timeout, cfg.TLS)
 	defer hc.CloseIdleConnections()
 
 	targets, leader, err := resolveTargets(ctx, hc, cfg.Nodes, cfg.Target)
 	if err != nil {
 		return nil, fmt.Errorf("find targets: %w", err)
+	}
+	if cfg.TLS != nil && leader != "" {
+		leader = baseURLScheme(leader, "https") // the leader's address from a status answer has no scheme
+		for i := range targets {
+			targets[i] = baseURLScheme(targets[i], "https")
+		}
 	}
 	log.Info("targets", "target", cfg.Target, "nodes", targets, "leader", leader)
 	rep := newReport(cfg, targets, leader)
@@ -122,6 +135,7 @@ func newWorker(cfg Config, hc *http.Client, bases []string, seed uint64, prefill
 		readRatio: cfg.ReadRatio,
 		prefilled: prefilled,
 		casIdx:    map[int]uint64{},
+		token:     cfg.Token,
 	}
 }
 

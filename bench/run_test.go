@@ -2,9 +2,13 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"syscall"
@@ -263,5 +267,43 @@ func TestRunConnections(t *testing.T) {
 				t.Errorf("most connections at once = %d, want at most %d", got, tt.wantMax)
 			}
 		})
+	}
+}
+
+// Against nodes that serve HTTPS and want an ACL token, the load commands connect with the CA
+// and send the token on every KV request; without the token every request is refused.
+func TestRunOverTLSWithToken(t *testing.T) {
+	fc := newFakeCluster()
+	fc.token = "s3cret"
+	srv := httptest.NewUnstartedServer(nil)
+	srv.StartTLS() // only for its certificate, valid for 127.0.0.1
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := fc.startNode(t, "n1", tls.NewListener(ln, &tls.Config{Certificates: srv.TLS.Certificates}))
+	t.Cleanup(func() { fc.kill(n) })
+
+	cfg := testConfig([]string{n.addr}) // no scheme: TLS makes it https
+	cfg.TLS = &tls.Config{RootCAs: pool}
+	cfg.Token = "s3cret"
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run over TLS: %v", err)
+	}
+	if op := rep.Runs[0].Ops[0]; op.Count != 200 || len(op.Errors) != 0 {
+		t.Fatalf("over TLS with the token: %d ok, errors %v; want 200 ok", op.Count, op.Errors)
+	}
+
+	cfg.Token = ""
+	rep, err = Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run without token: %v", err)
+	}
+	if op := rep.Runs[0].Ops[0]; op.Count != 0 || op.Errors["http 403"] == 0 {
+		t.Fatalf("without the token: %d ok, errors %v; want every request refused with 403", op.Count, op.Errors)
 	}
 }

@@ -97,7 +97,7 @@ func startCluster(ctx context.Context, cfg SpawnConfig, start starter) (_ *spawn
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("spawn config: %w", err)
 	}
-	c := &spawnedCluster{cfg: cfg, start: start, hc: newHTTPClient(cfg.Nodes, 0, 2*time.Second), log: cfg.Logger}
+	c := &spawnedCluster{cfg: cfg, start: start, hc: newHTTPClient(cfg.Nodes, 0, 2*time.Second, nil), log: cfg.Logger}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}

@@ -33,6 +33,7 @@ func runSpawned(ctx context.Context, cfg Config, spawn SpawnConfig, start starte
 		err = errors.Join(err, c.Close())
 	}()
 	cfg.Nodes = nil
+	cfg.TLS, cfg.Token = nil, "" // the spawned nodes are plain and open
 	for _, n := range c.nodes {
 		cfg.Nodes = append(cfg.Nodes, n.HTTPAddr)
 	}

@@ -53,6 +53,7 @@ type worker struct {
 	urlBuf []byte
 	body   bytes.Buffer
 	casIdx map[int]uint64 // CAS workload: the ModifyIndex this client last saw per key
+	token  string         // X-Consul-Token, when the cluster has ACLs on
 
 	// observe, when set, sees every recorded request (failover mode times successes).
 	observe func(start, end time.Time, err error)
@@ -77,6 +78,9 @@ func (w *worker) do(ctx context.Context, method, url string, body []byte) (*http
 	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return nil, err
+	}
+	if w.token != "" {
+		req.Header.Set("X-Consul-Token", w.token)
 	}
 	resp, err := w.hc.Do(req)
 	if err != nil {

@@ -72,7 +72,7 @@ func newRootCmd() *cobra.Command {
 	pf.StringVar(&g.certFile, "cert-file", "", "PEM client certificate for nodes that verify incoming connections (env RAFTKV_CERT_FILE)")
 	pf.StringVar(&g.keyFile, "key-file", "", "PEM private key of --cert-file (env RAFTKV_KEY_FILE)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd(), newSnapshotCmd(g), newTLSCmd())
+	root.AddCommand(newServerCmd(), newKVCmd(g), newClusterCmd(g), newLocalClusterCmd(), newBenchCmd(g), newSnapshotCmd(g), newTLSCmd())
 	groupUsage(root)
 	return root
 }
