@@ -35,8 +35,8 @@ type fakeCluster struct {
 	// failEvery, when > 0, answers every failEvery-th KV request 503 (outcome failed).
 	failEvery int64
 	// token, when set, is the X-Consul-Token every KV request must carry (else 403), as with ACLs.
-	token string
-	requests  atomic.Int64
+	token    string
+	requests atomic.Int64
 }
 
 type fakeEntry struct {
