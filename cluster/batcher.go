@@ -156,15 +156,15 @@ func (b *writeBatcher) failQueued(err error) {
 // propose sends one batch as one entry and hands every waiter its outcome.
 // A batch of one goes out as the plain command.
 func (b *writeBatcher) propose(batch []*batchWaiter) {
-	observeWriteBatch(len(batch))
-	b.entries.Add(1)
-	b.writes.Add(uint64(len(batch)))
 	if b.n.closed.Load() {
 		for _, w := range batch {
 			w.done <- batchOutcome{err: ErrShuttingDown}
 		}
 		return
 	}
+	observeWriteBatch(len(batch))
+	b.entries.Add(1)
+	b.writes.Add(uint64(len(batch)))
 	if len(batch) == 1 {
 		batch[0].done <- <-b.n.propose(batch[0].cmd)
 		return

@@ -54,10 +54,6 @@ type stateMachine struct {
 	demand         chan struct{} // cap 1: a reader waits for pending entries
 }
 
-// maxPendingBytes: a pending transaction holding more log data than this
-// is committed at once, to bound its memory.
-const maxPendingBytes = 8 << 20
-
 var _ raft.BatchingFSM = (*stateMachine)(nil)
 
 func newStateMachine(store *fsm.Store, snaps raft.SnapshotStore, commitInterval time.Duration) *stateMachine {
@@ -88,7 +84,7 @@ func newStateMachine(store *fsm.Store, snaps raft.SnapshotStore, commitInterval 
 //     linearizable read), at once;
 //   - it is commitInterval old (flushLoop), so a watch wakes at most that
 //     late;
-//   - it holds maxPendingBytes of log data;
+//   - it holds fsm.MaxPendingBytes of log data (the store commits itself);
 //   - raft takes a snapshot or restores one, or the node closes.
 //
 // With commitInterval 0 every batch is committed before raft hears back.
@@ -111,8 +107,7 @@ func (sm *stateMachine) ApplyBatch(logs []*raft.Log) []interface{} {
 	if err != nil {
 		panic(fmt.Errorf("apply batch ending at index %d: %w", logs[len(logs)-1].Index, err))
 	}
-	_, _, pendingBytes, _ := sm.store.Pending()
-	if sm.commitInterval == 0 || sm.want.Load() > sm.applied.Load() || pendingBytes >= maxPendingBytes {
+	if sm.commitInterval == 0 || sm.want.Load() > sm.applied.Load() {
 		sm.commit()
 	} else {
 		select {

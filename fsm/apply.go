@@ -59,14 +59,19 @@ type pendingTx struct {
 	bytes   int       // encoded size of the log entries applied in it
 }
 
+// MaxPendingBytes bounds the log data one pending transaction holds: ApplyPending commits when a
+// batch takes it past this, so the transaction's dirty pages stay small.
+const MaxPendingBytes = 8 << 20
+
 // ApplyPending applies logs, in order, in the store's pending write transaction (opening one if there
 // is none), and records the new applied index (the largest Index in the batch, NoOp entries included)
-// in the same transaction. Nothing is durable or visible to readers until Commit: AppliedIndex and
-// every read still show the last committed state. A crash loses what is pending, which the caller must
-// be able to apply again (a Raft node replays its log from the durable applied index).
+// in the same transaction. Nothing is durable until Commit, and AppliedIndex stays at the last commit;
+// a read through the store commits first (see view), so reads see everything applied. A crash loses
+// what is pending, which the caller must be able to apply again (a Raft node replays its log from the
+// durable applied index). Past MaxPendingBytes of log data it commits by itself.
 //
 // An error means the pending transaction failed and was rolled back: nothing since the last commit was
-// applied.
+// applied, and the store refuses all further work (see commitLocked).
 func (s *Store) ApplyPending(logs []Log) ([]Result, error) {
 	if len(logs) == 0 {
 		return nil, nil
@@ -161,6 +166,11 @@ func (s *Store) ApplyPending(logs []Log) ([]Result, error) {
 	for _, r := range results {
 		if r.Err != nil {
 			s.log.Warn("log entry not applied", "index", r.Index, "err", r.Err)
+		}
+	}
+	if p.bytes >= MaxPendingBytes {
+		if _, err := s.commitLocked(); err != nil {
+			return nil, err
 		}
 	}
 	return results, nil

@@ -92,3 +92,25 @@ func TestPendingCommittedByCloseAndSnapshot(t *testing.T) {
 		t.Fatalf("b after reopen = %+v (found %v)", e, ok)
 	}
 }
+
+// A pending transaction past MaxPendingBytes of log data commits by itself, bounding its memory.
+func TestApplyPendingCommitsPastLimit(t *testing.T) {
+	s := openTestStore(t)
+	value := make([]byte, MaxValueSize)
+	idx := uint64(0)
+	for applied := 0; applied < MaxPendingBytes; applied += MaxValueSize {
+		if _, _, _, ok := s.Pending(); idx > 0 && !ok {
+			t.Fatalf("committed after %d bytes, before the %d-byte limit", applied, MaxPendingBytes)
+		}
+		idx++
+		if _, err := s.ApplyPending(logsFrom(idx, Command{Op: OpSet, Key: "big", Value: value})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, _, ok := s.Pending(); ok {
+		t.Fatalf("still pending after %d entries of %d bytes", idx, MaxValueSize)
+	}
+	if got := s.AppliedIndex(); got != idx {
+		t.Fatalf("applied index %d after the self-commit, want %d", got, idx)
+	}
+}

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -176,14 +177,15 @@ func (s *Store) Close() error {
 	_, cerr := s.commitLocked()
 	s.wmu.Unlock()
 	if cerr != nil {
-		s.log.Error("commit pending entries at close; they are applied again from the log at the next start", "err", cerr)
+		// The entries are applied again from the log at the next start.
+		cerr = fmt.Errorf("close fsm db: commit pending entries: %w", cerr)
 	}
 	err := s.db.Close()
 	s.db = nil
 	if err != nil {
-		return fmt.Errorf("close fsm db: %w", err)
+		err = fmt.Errorf("close fsm db: %w", err)
 	}
-	return nil
+	return errors.Join(cerr, err)
 }
 
 // Path returns the path of the bbolt file.
